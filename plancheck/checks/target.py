@@ -1,0 +1,24 @@
+"""A target database of a plan: who it is, and how to reach it (the URL never leaves this object)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Target:
+    """One database a plan's SQL is checked against.
+
+    `url` carries the resolved credentials; it is excluded from repr so it never lands in a log line
+    or a traceback, and results name the target only by `name` ("instance/database").
+    """
+
+    instance_key: str
+    database_name: str
+    environment: str
+    url: str = field(repr=False)
+    labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.instance_key}/{self.database_name}"

@@ -1,0 +1,259 @@
+"""Everything the CLI prints for people (tables, progress) and for machines (JSON), plus exit codes.
+
+Command parsing lives in the other `plancheck.cli` modules; this one never talks to the API.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from plancheck.api import Checks
+
+SUMMARY_TYPE = "STATEMENT_SUMMARY_REPORT"
+LEVELS = ("ERROR", "WARNING", "SUCCESS")
+LEVEL_STYLE = {"ERROR": "bold red", "WARNING": "yellow", "SUCCESS": "green"}
+STATUS_STYLE = {"DONE": "green", "FAILED": "bold red", "CANCELED": "magenta", "RUNNING": "cyan", "AVAILABLE": "cyan"}
+
+# `plan checks` exit codes (README "Exit codes").
+EXIT_CLEAN = 0
+EXIT_ERRORS = 1
+EXIT_NOT_DONE = 2
+
+
+# -- pure logic -----------------------------------------------------------------------------------
+def exit_code(status: str, results: Sequence[Mapping[str, Any]]) -> int:
+    """0: DONE without ERROR results; 1: DONE with ERROR results; 2: anything else (FAILED, CANCELED,
+    or not finished: still AVAILABLE/RUNNING, or the wait timed out)."""
+    if status != "DONE":
+        return EXIT_NOT_DONE
+    return EXIT_ERRORS if any(result.get("status") == "ERROR" for result in results) else EXIT_CLEAN
+
+
+@dataclass(frozen=True)
+class TargetResults:
+    """One target's findings, most severe first, and its summary report (if any)."""
+
+    target: str
+    findings: list[Mapping[str, Any]]
+    summaries: list[Mapping[str, Any]]
+
+    def count(self, level: str) -> int:
+        return sum(1 for finding in self.findings if finding.get("status") == level)
+
+
+def _level_rank(result: Mapping[str, Any]) -> int:
+    status = result.get("status")
+    return LEVELS.index(status) if status in LEVELS else len(LEVELS)
+
+
+def _position_key(result: Mapping[str, Any]) -> tuple[int, int]:
+    position = result.get("position") or {}
+    return (int(position.get("line") or 0), int(position.get("column") or 0))
+
+
+def group_results(results: Iterable[Mapping[str, Any]]) -> list[TargetResults]:
+    """Results grouped by target (targets in name order); within a target ERROR, then WARNING, then
+    SUCCESS, each in statement order. STATEMENT_SUMMARY_REPORT results are kept apart."""
+    by_target: dict[str, list[Mapping[str, Any]]] = {}
+    for result in results:
+        by_target.setdefault(str(result.get("target", "")), []).append(result)
+    groups = []
+    for target in sorted(by_target):
+        items = by_target[target]
+        findings = [r for r in items if r.get("type") != SUMMARY_TYPE]
+        findings.sort(key=lambda r: (_level_rank(r), _position_key(r), str(r.get("title", ""))))
+        summaries = [r for r in items if r.get("type") == SUMMARY_TYPE]
+        groups.append(TargetResults(target, findings, summaries))
+    return groups
+
+
+def level_counts(results: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """How many non-summary results there are at each level."""
+    counts = dict.fromkeys(LEVELS, 0)
+    for result in results:
+        if result.get("type") != SUMMARY_TYPE and result.get("status") in counts:
+            counts[result["status"]] += 1
+    return counts
+
+
+def position_text(result: Mapping[str, Any]) -> str:
+    position = result.get("position")
+    if not position:
+        return ""
+    return f"{position.get('line', '?')}:{position.get('column', 1)}"
+
+
+def summary_text(summary: Mapping[str, Any]) -> str:
+    """The summary report as one line: the check's own description, else built from the report."""
+    if summary.get("content"):
+        return str(summary["content"])
+    report = summary.get("report") or {}
+    types = ", ".join(f"{kind} {count}" for kind, count in (report.get("statement_types") or {}).items())
+    tables = ", ".join(f"{t.get('schema')}.{t.get('table')}" for t in report.get("changed_resources") or [])
+    parts = [types or "no statements", f"~{report.get('affected_rows', 0):,} rows affected"]
+    if tables:
+        parts.append(f"tables: {tables}")
+    return "; ".join(parts)
+
+
+def duration_text(started: Any, finished: Any) -> str:
+    if isinstance(started, str):
+        started = datetime.fromisoformat(started)
+    if isinstance(finished, str):
+        finished = datetime.fromisoformat(finished)
+    if not isinstance(started, datetime) or not isinstance(finished, datetime):
+        return ""
+    return f"{(finished - started).total_seconds():.1f}s"
+
+
+def progress_text(status: str, done: int, total: int | None, elapsed: float) -> str:
+    targets = f"{done}/{total} targets" if total is not None else f"{done} targets"
+    return f"{status} {targets}, {elapsed:.1f}s elapsed"
+
+
+# -- JSON -----------------------------------------------------------------------------------------
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (UUID, Enum)):
+        return str(value.value if isinstance(value, Enum) else value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def json_text(data: Any) -> str:
+    """One JSON document; datetimes as ISO 8601."""
+    return json.dumps(data, default=_json_default, indent=2, sort_keys=False)
+
+
+def print_json(console: Console, data: Any) -> None:
+    console.print_json(json_text(data)) if console.is_terminal else console.file.write(json_text(data) + "\n")
+
+
+# -- tables for people ----------------------------------------------------------------------------
+def key_value_table(rows: Mapping[str, Any], title: str | None = None) -> Table:
+    table = Table(title=title, show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows.items():
+        table.add_row(escape(key), escape("" if value is None else str(value)))
+    return table
+
+
+def databases_table(databases: Sequence[Mapping[str, Any]], title: str = "Databases") -> Table:
+    table = Table(title=title)
+    table.add_column("target", style="bold")
+    table.add_column("environment")
+    table.add_column("labels")
+    for database in databases:
+        labels = ", ".join(f"{key}={value}" for key, value in sorted((database.get("labels") or {}).items()))
+        table.add_row(escape(database["target"]), escape(str(database.get("environment") or "")), escape(labels))
+    return table
+
+
+def target_table(group: TargetResults) -> Table:
+    """One target's findings: level, rule, line:col, message."""
+    errors, warnings = group.count("ERROR"), group.count("WARNING")
+    table = Table(title=f"[bold]{escape(group.target)}[/]  ({errors} error(s), {warnings} warning(s))",
+                  title_justify="left", expand=False)
+    table.add_column("level", no_wrap=True)
+    table.add_column("rule")
+    table.add_column("line:col", no_wrap=True, justify="right")
+    table.add_column("message", overflow="fold")
+    for finding in group.findings:
+        level = str(finding.get("status", ""))
+        table.add_row(
+            f"[{LEVEL_STYLE.get(level, '')}]{escape(level)}[/]",
+            escape(str(finding.get("title", ""))),
+            position_text(finding),
+            escape(str(finding.get("content", ""))),
+        )
+    if not group.findings:
+        table.add_row("", "", "", "[dim]no findings[/]")
+    return table
+
+
+def attempts_table(attempts: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title="Attempts", title_justify="left")
+    for column in ("generation", "attempt", "worker", "started", "took", "outcome"):
+        table.add_column(column)
+    for attempt in attempts:
+        started = attempt.get("started_at")
+        table.add_row(
+            str(attempt.get("generation", "")),
+            str(attempt.get("attempt", "")),
+            escape(str(attempt.get("worker") or "")),
+            started.isoformat(timespec="seconds") if isinstance(started, datetime) else str(started or ""),
+            duration_text(started, attempt.get("finished_at")),
+            escape(str(attempt.get("outcome") or "running")),
+        )
+    return table
+
+
+def status_line(checks: Checks) -> str:
+    style = STATUS_STYLE.get(checks.status, "")
+    counts = level_counts(checks.results)
+    total = "?" if checks.targets_total is None else str(checks.targets_total)
+    line = (f"plan {checks.plan_id}: [{style}]{checks.status}[/] — {checks.targets_done}/{total} targets checked, "
+            f"{counts['ERROR']} error(s), {counts['WARNING']} warning(s)")
+    if checks.reason:
+        line += f" — reason: {escape(checks.reason)}"
+    return line
+
+
+def render_checks(console: Console, checks: Checks, show_attempts: bool = True) -> None:
+    """The readable report of a plan's checks: one table per target, its summary line, the verdict."""
+    for group in group_results(checks.results):
+        console.print(target_table(group))
+        for summary in group.summaries:
+            style = LEVEL_STYLE.get(str(summary.get("status")), "")
+            console.print(f"  [bold]summary[/] [{style}]{escape(summary_text(summary))}[/]")
+        console.print()
+    if show_attempts and checks.attempts:
+        console.print(attempts_table(checks.attempts))
+    console.print(status_line(checks))
+
+
+# -- progress while waiting -----------------------------------------------------------------------
+class WaitProgress:
+    """Shows a wait's progress: a live rich status on a terminal, a plain line per change otherwise."""
+
+    def __init__(self, console: Console, plan_id: int) -> None:
+        self.console = console
+        self.plan_id = plan_id
+        self.started = time.monotonic()
+        self._last: tuple[str, int, int | None] | None = None
+        self._status = console.status(f"plan {plan_id}: waiting…") if console.is_terminal else None
+
+    def __enter__(self) -> WaitProgress:
+        if self._status is not None:
+            self._status.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+    def update(self, checks: Checks) -> None:
+        elapsed = time.monotonic() - self.started
+        text = f"plan {self.plan_id}: " + progress_text(checks.status, checks.targets_done, checks.targets_total, elapsed)
+        if self._status is not None:
+            self._status.update(escape(text))
+            return
+        state = (checks.status, checks.targets_done, checks.targets_total)
+        if state != self._last:
+            self._last = state
+            self.console.print(text, markup=False, highlight=False)

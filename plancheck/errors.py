@@ -1,0 +1,17 @@
+"""Errors the Python API raises for bad input; the CLI prints their message on one line."""
+
+
+class PlancheckError(Exception):
+    """Base class: the message is safe to show (no credentials) and says what to do."""
+
+
+class NotFound(PlancheckError):
+    pass
+
+
+class Conflict(PlancheckError):
+    pass
+
+
+class InvalidInput(PlancheckError):
+    pass

@@ -1,0 +1,48 @@
+"""Engines and migrations for the metadata database."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@cache
+def _engine(url: str, pid: int) -> Engine:
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def engine_for(url: str) -> Engine:
+    """One pooled engine per URL and process: a forked Celery pool child never reuses its parent's sockets."""
+    return _engine(url, os.getpid())
+
+
+def alembic_config(url: str) -> Config:
+    ini = REPO_ROOT / "alembic.ini"
+    if not ini.exists():
+        raise RuntimeError(f"alembic.ini not found at {ini}: install plancheck from a source checkout (pip install -e .)")
+    config = Config(str(ini))
+    config.attributes["database_url"] = url
+    config.attributes["skip_logging_config"] = True
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(url), revision)
+
+
+def current_revision(url: str) -> str | None:
+    with engine_for(url).connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision(url: str) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()

@@ -1,0 +1,163 @@
+"""Issues, rollouts and the outbox relay: the follow-ups a DONE check run triggers.
+
+Each handler is idempotent by construction (it recomputes the same state, or inserts under a
+unique key), and the relay applies a follow-up and marks it delivered in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError
+
+from plancheck import risk
+from plancheck.errors import Conflict, NotFound
+from plancheck.store import catalog, runs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IssueView:
+    id: int
+    plan_id: int
+    status: str
+    approval_status: str
+    risk: str | None
+    approvers: list[str]
+    approval_generation: int | None
+
+
+@dataclass(frozen=True)
+class RolloutView:
+    id: int
+    plan_id: int
+    plan_version: int
+    tasks: list[dict[str, Any]]
+
+
+def create_issue(conn: Connection, plan_id: int) -> int:
+    catalog.require_plan(conn, plan_id)
+    try:
+        with conn.begin_nested():
+            issue_id = conn.execute(text("INSERT INTO issue (plan_id) VALUES (:p) RETURNING id"), {"p": plan_id}).scalar_one()
+    except IntegrityError:
+        raise Conflict(f"plan {plan_id} already has an issue") from None
+    find_approval(conn, plan_id)
+    create_rollout(conn, plan_id)
+    return int(issue_id)
+
+
+def get_issue(conn: Connection, issue_id: int) -> IssueView:
+    row = conn.execute(text("SELECT * FROM issue WHERE id = :i"), {"i": issue_id}).one_or_none()
+    if row is None:
+        raise NotFound(f"issue {issue_id} not found")
+    return _issue_view(row)
+
+
+def _issue_view(row: Any) -> IssueView:
+    return IssueView(row.id, row.plan_id, row.status, row.approval_status, row.risk, row.approvers, row.approval_generation)
+
+
+def approve_issue(conn: Connection, issue_id: int) -> IssueView:
+    row = conn.execute(
+        text("UPDATE issue SET approval_status = 'APPROVED' WHERE id = :i RETURNING *"), {"i": issue_id}
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"issue {issue_id} not found")
+    create_rollout(conn, row.plan_id)
+    return _issue_view(row)
+
+
+def find_approval(conn: Connection, plan_id: int, payload: dict[str, Any] | None = None) -> None:
+    """Set the issue's risk and approvers from the plan's DONE run; a no-op when already found."""
+    issue = conn.execute(text("SELECT * FROM issue WHERE plan_id = :p FOR UPDATE"), {"p": plan_id}).one_or_none()
+    run = runs.get(conn, plan_id)
+    if issue is None or run is None or run.status != "DONE" or issue.approval_generation == run.generation:
+        return
+    project = conn.execute(
+        text("SELECT p.settings FROM project p JOIN plan ON plan.project_id = p.id WHERE plan.id = :p"), {"p": plan_id}
+    ).one()
+    threshold = int(project.settings.get("risk_affected_rows", risk.DEFAULT_AFFECTED_ROWS_THRESHOLD))
+    environments = {f"{db.instance_key}/{db.name}": db.environment for db in catalog.list_databases(conn)}
+    approval = risk.assess(run.result.get("results", []), environments, threshold)
+    conn.execute(
+        text(
+            """
+            UPDATE issue SET risk = :risk, approvers = :approvers, approval_generation = :generation,
+                approval_status = CASE WHEN jsonb_array_length(:approvers) = 0 THEN 'APPROVED' ELSE 'PENDING' END
+            WHERE id = :id
+            """
+        ).bindparams(approvers=JSONB),
+        {"risk": approval.risk, "approvers": approval.approvers, "generation": run.generation, "id": issue.id},
+    )
+
+
+def create_rollout(conn: Connection, plan_id: int, payload: dict[str, Any] | None = None) -> None:
+    """Create the rollout once the issue is approved and the current plan version checked clean."""
+    plan = catalog.get_plan(conn, plan_id)
+    issue = conn.execute(text("SELECT approval_status FROM issue WHERE plan_id = :p"), {"p": plan_id}).one_or_none()
+    run = runs.get(conn, plan_id)
+    if plan is None or issue is None or run is None:
+        return
+    results = run.result.get("results", [])
+    clean = run.status == "DONE" and run.plan_version == plan.version and all(r["status"] != "ERROR" for r in results)
+    if issue.approval_status != "APPROVED" or not clean:
+        return
+    rollout_id = conn.execute(
+        text(
+            "INSERT INTO rollout (plan_id, plan_version) VALUES (:p, :v) "
+            "ON CONFLICT (plan_id, plan_version) DO NOTHING RETURNING id"
+        ),
+        {"p": plan_id, "v": plan.version},
+    ).scalar_one_or_none()
+    if rollout_id is None:
+        return
+    for target in sorted({r["target"] for r in results}):
+        conn.execute(text("INSERT INTO rollout_task (rollout_id, target) VALUES (:r, :t)"), {"r": rollout_id, "t": target})
+
+
+def get_rollout(conn: Connection, plan_id: int) -> RolloutView | None:
+    row = conn.execute(
+        text("SELECT id, plan_id, plan_version FROM rollout WHERE plan_id = :p ORDER BY plan_version DESC LIMIT 1"),
+        {"p": plan_id},
+    ).one_or_none()
+    if row is None:
+        return None
+    tasks = conn.execute(
+        text("SELECT target, status FROM rollout_task WHERE rollout_id = :r ORDER BY target"), {"r": row.id}
+    ).all()
+    return RolloutView(row.id, row.plan_id, row.plan_version, [t._asdict() for t in tasks])
+
+
+HANDLERS: dict[str, Callable[[Connection, int, dict[str, Any]], None]] = {
+    "approval.find": find_approval,
+    "rollout.create": create_rollout,
+}
+
+
+def relay(conn: Connection, batch: int) -> int:
+    """Apply up to `batch` pending follow-ups, oldest first; each is marked delivered in the
+    transaction that applies it. A failing one stays pending and is retried by the next relay."""
+    rows = conn.execute(
+        text(
+            "SELECT id, kind, plan_id, payload FROM outbox WHERE delivered_at IS NULL "
+            "ORDER BY id LIMIT :batch FOR UPDATE SKIP LOCKED"
+        ),
+        {"batch": batch},
+    ).all()
+    delivered = 0
+    for row in rows:
+        try:
+            with conn.begin_nested():
+                HANDLERS[row.kind](conn, row.plan_id, row.payload)
+                conn.execute(text("UPDATE outbox SET delivered_at = now() WHERE id = :i"), {"i": row.id})
+            delivered += 1
+        except Exception:
+            log.exception("follow-up %s (%s) for plan %s failed; it stays pending", row.id, row.kind, row.plan_id)
+    return delivered

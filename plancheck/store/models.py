@@ -1,0 +1,204 @@
+"""SQLAlchemy models of the metadata database: the schema at Alembic head.
+
+Migrations in alembic/versions are written by hand and are the authority on history; these
+models describe the head revision, and a test checks the two agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+RUN_STATUSES = ("AVAILABLE", "RUNNING", "DONE", "FAILED", "CANCELED")
+TERMINAL_STATUSES = ("DONE", "FAILED", "CANCELED")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB}
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Project(Base):
+    __tablename__ = "project"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    archived: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    settings: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _created()
+
+
+class Instance(Base):
+    __tablename__ = "instance"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, unique=True)
+    engine: Mapped[str] = mapped_column(Text, server_default=text("'POSTGRES'"))
+    url: Mapped[str] = mapped_column(Text)
+    password_env: Mapped[str | None] = mapped_column(Text)
+    environment: Mapped[str] = mapped_column(Text, server_default=text("'test'"))
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (CheckConstraint("engine = 'POSTGRES'", name="instance_engine_check"),)
+
+
+class Database(Base):
+    __tablename__ = "database"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("project.id", ondelete="SET NULL"))
+    environment: Mapped[str] = mapped_column(Text)
+    labels: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (UniqueConstraint("instance_id", "name"),)
+
+
+class DatabaseGroup(Base):
+    __tablename__ = "database_group"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(Text)
+    expression: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (UniqueConstraint("project_id", "key"),)
+
+
+class Sheet(Base):
+    __tablename__ = "sheet"
+    sha256: Mapped[str] = mapped_column(Text, primary_key=True)
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+
+
+class Plan(Base):
+    __tablename__ = "plan"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(Text)
+    specs: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    created_at: Mapped[datetime] = _created()
+
+
+class PlanCheckRun(Base):
+    """One row per plan. No foreign key to plan: a deleted plan's run must still end FAILED."""
+
+    __tablename__ = "plan_check_run"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    status: Mapped[str] = mapped_column(Text)
+    result: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    token: Mapped[uuid.UUID] = mapped_column(UUID, server_default=text("gen_random_uuid()"))
+    attempt: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    generation: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    plan_version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    worker: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    targets_total: Mapped[int | None] = mapped_column(Integer)
+    targets_done: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('AVAILABLE', 'RUNNING', 'DONE', 'FAILED', 'CANCELED')",
+            name="plan_check_run_status_check",
+        ),
+        Index("plan_check_run_claimable_idx", "id", postgresql_where=text("status = 'AVAILABLE'")),
+        Index("plan_check_run_lease_idx", "lease_expires_at", postgresql_where=text("status = 'RUNNING'")),
+    )
+
+
+class PlanCheckAttempt(Base):
+    """Every execution attempt: who ran which token of which generation, when, and how it ended."""
+
+    __tablename__ = "plan_check_attempt"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("plan_check_run.id", ondelete="CASCADE"), index=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    token: Mapped[uuid.UUID] = mapped_column(UUID, unique=True)
+    worker: Mapped[str] = mapped_column(Text)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (
+        CheckConstraint(
+            "outcome IN ('DONE', 'FAILED', 'CANCELED', 'LOST', 'SUPERSEDED')",
+            name="plan_check_attempt_outcome_check",
+        ),
+    )
+
+
+class Issue(Base):
+    __tablename__ = "issue"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plan.id", ondelete="CASCADE"), unique=True)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'OPEN'"))
+    approval_status: Mapped[str] = mapped_column(Text, server_default=text("'PENDING'"))
+    risk: Mapped[str | None] = mapped_column(Text)
+    approvers: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    approval_generation: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        CheckConstraint("status IN ('OPEN', 'DONE', 'CANCELED')", name="issue_status_check"),
+        CheckConstraint("approval_status IN ('PENDING', 'APPROVED', 'REJECTED')", name="issue_approval_check"),
+        CheckConstraint("risk IN ('LOW', 'MEDIUM', 'HIGH')", name="issue_risk_check"),
+    )
+
+
+class Rollout(Base):
+    __tablename__ = "rollout"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plan.id", ondelete="CASCADE"))
+    plan_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (UniqueConstraint("plan_id", "plan_version"),)
+
+
+class RolloutTask(Base):
+    __tablename__ = "rollout_task"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollout.id", ondelete="CASCADE"))
+    target: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'PENDING'"))
+    __table_args__ = (UniqueConstraint("rollout_id", "target"),)
+
+
+class Outbox(Base):
+    """Follow-ups written in the transaction that ends a run DONE; the relay applies each once."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    plan_id: Mapped[int] = mapped_column(BigInteger)
+    dedupe_key: Mapped[str] = mapped_column(Text, unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _created()
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (
+        CheckConstraint("kind IN ('approval.find', 'rollout.create')", name="outbox_kind_check"),
+        Index("outbox_pending_idx", "id", postgresql_where=text("delivered_at IS NULL")),
+    )

@@ -1,0 +1,103 @@
+"""Test servers: real PostgreSQL and Redis, from PLANCHECK_TEST_* URLs or started embedded.
+
+Every test run gets its own databases (created here, dropped at the end) and its own Redis database.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from plancheck.embedded import start_postgres, start_redis
+from plancheck.settings import sqlalchemy_url
+
+if TYPE_CHECKING:
+    from plancheck.api import Plancheck
+    from tests.processes import Cluster
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """SQLAlchemy URL of a maintenance database on the test PostgreSQL server."""
+    url = os.environ.get("PLANCHECK_TEST_DATABASE_URL")
+    if url:
+        return sqlalchemy_url(url)
+    return start_postgres(tmp_path_factory.mktemp("pgdata"), cleanup=True)
+
+
+@pytest.fixture(scope="session")
+def create_database(pg_server_url: str) -> Iterator[Callable[[str], str]]:
+    """Factory: a fresh, empty database on the test server; returns its SQLAlchemy URL."""
+    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    created: list[str] = []
+
+    def create(prefix: str = "t") -> str:
+        name = f"pc_{prefix}_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+
+    yield create
+    with admin.connect() as conn:
+        for name in created:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Redis URL with a database of this run's own, flushed at the end."""
+    url = os.environ.get("PLANCHECK_TEST_REDIS_URL")
+    if url:
+        base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
+        run_url = f"{base}/{random.randint(1, 15)}"
+        yield run_url
+        redis.Redis.from_url(run_url).flushdb()
+        return
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def metadata_url(create_database: Callable[[str], str]) -> str:
+    """A fresh metadata database migrated to head."""
+    from plancheck.store.db import upgrade
+
+    url = create_database("meta")
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def plancheck_env(metadata_url: str, redis_server_url: str) -> dict[str, str]:
+    """Environment for plancheck processes (workers, beats, CLI) of one test."""
+    from tests.processes import plancheck_env as make_env
+
+    return make_env(metadata_url, redis_server_url)
+
+
+@pytest.fixture
+def api(plancheck_env: dict[str, str]) -> "Plancheck":
+    from plancheck.api import Plancheck
+    from plancheck.settings import load_settings
+
+    return Plancheck(load_settings(plancheck_env))
+
+
+@pytest.fixture
+def cluster(plancheck_env: dict[str, str], tmp_path) -> Iterator["Cluster"]:  # type: ignore[no-untyped-def]
+    """Start real `celery worker` / `celery beat` processes with `cluster.worker(name)` / `cluster.beat(name)`."""
+    from tests.processes import cluster as make_cluster
+
+    with make_cluster(plancheck_env, tmp_path) as running:
+        yield running

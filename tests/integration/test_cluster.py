@@ -1,0 +1,187 @@
+"""The HA core end to end: real `celery worker` and `celery beat` processes, real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from plancheck.api import Plancheck
+from plancheck.scheduler.tasks import run as run_task
+from plancheck.store import runs
+from plancheck.store.db import upgrade
+from tests.integration.helpers import TargetDatabase, hold_lock, make_target, register_target
+from tests.processes import Cluster, wait_for
+
+SLOW_SQL = "UPDATE items SET price = price + 1 WHERE id = 1;\n" * 10
+FAST_SQL = "SELECT id FROM items WHERE id = 1;\n"
+
+
+@pytest.fixture
+def target(api: Plancheck, create_database: Callable[[str], str]) -> TargetDatabase:
+    url, name = make_target(create_database)
+    return register_target(api, url, name)
+
+
+def _send_run(api: Plancheck, run_id: int, token: str) -> None:
+    with run_task.app.connection_for_write(api.settings.broker_url) as connection:
+        run_task.apply_async((run_id, token), connection=connection)
+
+
+def _claim_directly(api: Plancheck) -> runs.Claimed:
+    with api.engine.begin() as conn:
+        (claimed,) = runs.claim(conn, 1, 60)
+    return claimed
+
+
+def _wait_status(api: Plancheck, plan_id: int, statuses: tuple[str, ...], timeout: float = 60) -> None:
+    wait_for(lambda: api.checks(plan_id).status in statuses, timeout, message=f"plan {plan_id} in {statuses}")
+
+
+def _scalar(api: Plancheck, sql: str, **params: object) -> int:
+    with api.engine.connect() as conn:
+        return int(conn.execute(text(sql), params).scalar_one())
+
+
+def test_many_plans_many_workers_many_beats(api: Plancheck, target: TargetDatabase, cluster: Cluster) -> None:
+    """300 plans, 2 workers and 3 beats: every run DONE once, follow-ups applied once each."""
+    for name in ("w1", "w2"):
+        cluster.worker(name)
+    for name in ("b1", "b2", "b3"):
+        cluster.beat(name)
+    plan_ids = [api.create_plan("shop", FAST_SQL, targets=[target.target]) for _ in range(300)]
+    wait_for(
+        lambda: _scalar(api, "SELECT count(*) FROM plan_check_run WHERE status = 'DONE'") == 300,
+        timeout=240,
+        interval=0.5,
+        message="300 DONE runs",
+    )
+    wait_for(
+        lambda: _scalar(api, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL") == 0,
+        timeout=30,
+        message="follow-ups delivered",
+    )
+    assert _scalar(api, "SELECT count(*) FROM plan_check_attempt") == 300
+    assert _scalar(api, "SELECT count(DISTINCT run_id) FROM plan_check_attempt WHERE outcome = 'DONE'") == 300
+    assert _scalar(api, "SELECT count(*) FROM outbox") == 600
+    workers = {a["worker"].split("@")[0] for p in plan_ids[:300] for a in api.checks(p).attempts}
+    assert workers == {"w1", "w2"}
+
+
+def test_duplicate_and_stale_deliveries_are_no_ops(api: Plancheck, target: TargetDatabase, cluster: Cluster) -> None:
+    cluster.worker("w1")
+    plan_id = api.create_plan("shop", FAST_SQL, targets=[target.target])
+    _wait_status(api, plan_id, ("DONE",))
+    first = api.checks(plan_id)
+
+    with api.engine.begin() as conn:  # re-run, and claim it ourselves so we hold its message
+        runs.create(conn, plan_id, 1)
+    claimed = _claim_directly(api)
+    _send_run(api, claimed.id, str(claimed.token))
+    _send_run(api, claimed.id, str(claimed.token))
+    _wait_status(api, plan_id, ("DONE",))
+    time.sleep(2)  # let the duplicate arrive and be ignored
+    second = api.checks(plan_id)
+    generation_two = [a for a in second.attempts if a["generation"] == 2]
+    assert len(generation_two) == 1 and generation_two[0]["outcome"] == "DONE"
+
+    _send_run(api, claimed.id, str(claimed.token))  # stale: the run already finished with this token
+    with api.engine.begin() as conn:
+        runs.create(conn, plan_id, 1)
+    _send_run(api, claimed.id, str(claimed.token))  # stale: generation 3 has a new token
+    time.sleep(2)
+    assert api.checks(plan_id).status == "AVAILABLE"
+    assert len(api.checks(plan_id).attempts) == len(second.attempts)
+    assert first.results == second.results
+    assert "duplicate or stale delivery" in cluster.processes[0].log()
+
+
+def test_rerun_while_running_discards_the_old_result(
+    api: Plancheck, target: TargetDatabase, cluster: Cluster
+) -> None:
+    cluster.worker("w1")
+    cluster.beat("b1")
+    lock = hold_lock(target.url)
+    try:
+        plan_id = api.create_plan("shop", SLOW_SQL, targets=[target.target])
+        wait_for(lambda: api.checks(plan_id).attempts != [], timeout=30, message="first execution started")
+        api.rerun(plan_id)
+    finally:
+        lock.rollback()
+        lock.close()
+    _wait_status(api, plan_id, ("DONE",))
+    checks = api.checks(plan_id)
+    outcomes = [(a["generation"], a["outcome"]) for a in checks.attempts]
+    assert outcomes == [(1, "SUPERSEDED"), (2, "DONE")]
+    assert checks.generation == 2
+    assert not any("lock" in r["content"].lower() for r in checks.results)
+
+
+def test_cancel_available_and_running(api: Plancheck, target: TargetDatabase, cluster: Cluster) -> None:
+    waiting = api.create_plan("shop", FAST_SQL, targets=[target.target])  # no worker yet: stays AVAILABLE
+    assert api.cancel([waiting]) == [waiting]
+    assert api.checks(waiting).status == "CANCELED"
+
+    worker = cluster.worker("w1")
+    cluster.beat("b1")
+    lock = hold_lock(target.url)
+    try:
+        running = api.create_plan("shop", SLOW_SQL, targets=[target.target])
+        wait_for(lambda: api.checks(running).attempts != [], timeout=30, message="execution started")
+        cancelled_at = time.monotonic()
+        assert api.cancel([running]) == [running]
+        wait_for(lambda: "discarded" in worker.log(), timeout=30, message="worker noticed the cancel")
+        print(f"\ncancel -> worker stopped: {time.monotonic() - cancelled_at:.2f}s (heartbeat 0.5s)")
+    finally:
+        lock.rollback()
+        lock.close()
+    checks = api.checks(running)
+    assert checks.status == "CANCELED"
+    assert checks.results == []
+    assert [a["outcome"] for a in checks.attempts] == ["CANCELED"]
+    assert api.cancel([running]) == []  # finished runs are never touched again
+
+
+def test_upgrade_from_seed_turns_running_rows_into_done(
+    create_database: Callable[[str], str], redis_server_url: str, tmp_path: Path
+) -> None:
+    """A database at the seed revision with RUNNING rows: after `upgrade head` they are claimed and end DONE."""
+    from plancheck.settings import load_settings
+    from tests.processes import cluster as make_cluster
+    from tests.processes import plancheck_env
+
+    url = create_database("seed")
+    upgrade(url, "0001_seed")
+    env = plancheck_env(url, redis_server_url)
+    target_url, target_name = make_target(create_database)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO project (key, title) VALUES ('legacy', 'legacy')"))
+        instance = conn.execute(
+            text("INSERT INTO instance (key, url) VALUES ('local', :u) RETURNING id"), {"u": target_url}
+        ).scalar_one()
+        conn.execute(
+            text("INSERT INTO database (instance_id, name, environment, project_id) VALUES (:i, :n, 'test', 1)"),
+            {"i": instance, "n": target_name},
+        )
+        conn.execute(text("INSERT INTO sheet (sha256, content) VALUES ('abc', 'SELECT 1;')"))
+        for plan_id in (1, 2, 3):
+            conn.execute(
+                text("INSERT INTO plan (project_id, title, specs) VALUES (1, 'p', CAST(:s AS jsonb))"),
+                {"s": f'[{{"sheet": "abc", "targets": ["local/{target_name}"]}}]'},
+            )
+            conn.execute(text("INSERT INTO plan_check_run (plan_id, status) VALUES (:p, 'RUNNING')"), {"p": plan_id})
+    upgrade(url)
+    with engine.connect() as conn:
+        statuses = conn.execute(text("SELECT DISTINCT status FROM plan_check_run")).scalars().all()
+    assert statuses == ["AVAILABLE"]
+    api = Plancheck(load_settings(env))
+    with make_cluster(env, tmp_path) as running:
+        running.worker("w1")
+        running.beat("b1")
+        for plan_id in (1, 2, 3):
+            _wait_status(api, plan_id, ("DONE",))
+    engine.dispose()

@@ -1,0 +1,184 @@
+"""The run state machine in SQL, against real PostgreSQL: claims, fencing, cancel, reap, re-run."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from plancheck.store import runs
+
+
+@pytest.fixture
+def engine(metadata_url: str) -> Engine:
+    engine = create_engine(metadata_url, pool_size=10)
+    yield engine
+    engine.dispose()
+
+
+def _new_runs(engine: Engine, count: int, first_plan: int = 1) -> list[int]:
+    with engine.begin() as conn:
+        return [runs.create(conn, plan_id, 1) for plan_id in range(first_plan, first_plan + count)]
+
+
+def _claim_one(engine: Engine, lease: float = 30) -> runs.Claimed:
+    with engine.begin() as conn:
+        (claimed,) = runs.claim(conn, 1, lease)
+    return claimed
+
+
+def _start(engine: Engine, claimed: runs.Claimed, worker: str = "w") -> runs.Started | None:
+    with engine.begin() as conn:
+        return runs.start(conn, claimed.id, claimed.token, worker, 30)
+
+
+def _status(engine: Engine, plan_id: int) -> str:
+    with engine.connect() as conn:
+        run = runs.get(conn, plan_id)
+    assert run is not None
+    return run.status
+
+
+def test_claim_takes_oldest_first_and_bounded(engine: Engine) -> None:
+    ids = _new_runs(engine, 5)
+    with engine.begin() as conn:
+        first = runs.claim(conn, 2, 30)
+        second = runs.claim(conn, 10, 30)
+        third = runs.claim(conn, 10, 30)
+    assert [c.id for c in first] == ids[:2]
+    assert sorted(c.id for c in second) == ids[2:]
+    assert third == []
+    assert all(c.attempt == 1 for c in first + second)
+
+
+def test_concurrent_claimers_never_share_a_row(engine: Engine) -> None:
+    _new_runs(engine, 400)
+    claimed: list[int] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(8)
+
+    def claimer() -> None:
+        barrier.wait()
+        while True:
+            with engine.begin() as conn:
+                batch = runs.claim(conn, 7, 30)
+            if not batch:
+                return
+            with lock:
+                claimed.extend(c.id for c in batch)
+
+    threads = [threading.Thread(target=claimer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(claimed) == 400
+    assert max(Counter(claimed).values()) == 1
+
+
+def test_only_the_first_delivery_starts(engine: Engine) -> None:
+    _new_runs(engine, 1)
+    claimed = _claim_one(engine)
+    assert _start(engine, claimed, "first") is not None
+    assert _start(engine, claimed, "duplicate") is None
+    with engine.connect() as conn:
+        assert [a.worker for a in runs.attempts(conn, claimed.id)] == ["first"]
+
+
+def test_unknown_token_never_starts(engine: Engine) -> None:
+    _new_runs(engine, 1)
+    claimed = _claim_one(engine)
+    with engine.begin() as conn:
+        assert runs.start(conn, claimed.id, uuid.uuid4(), "w", 30) is None
+
+
+def test_finish_is_fenced_and_writes_follow_ups_once(engine: Engine) -> None:
+    _new_runs(engine, 1)
+    started = _start(engine, _claim_one(engine))
+    assert started is not None
+    with engine.begin() as conn:
+        assert runs.add_results(conn, started.id, started.token, [{"status": "SUCCESS"}], 1, 30) is not None
+        assert runs.finish(conn, started.id, started.token, "DONE")
+        assert not runs.finish(conn, started.id, started.token, "FAILED")
+        kinds = conn.execute(text("SELECT kind FROM outbox ORDER BY kind")).scalars().all()
+    assert kinds == ["approval.find", "rollout.create"]
+    assert _status(engine, 1) == "DONE"
+
+
+def test_rerun_fences_out_the_old_execution(engine: Engine) -> None:
+    _new_runs(engine, 1)
+    old = _start(engine, _claim_one(engine), "old")
+    assert old is not None
+    with engine.begin() as conn:
+        runs.create(conn, 1, 1)
+    new = _start(engine, _claim_one(engine), "new")
+    assert new is not None
+    with engine.begin() as conn:
+        assert not runs.heartbeat(conn, old.id, old.token, 30)
+        assert runs.add_results(conn, old.id, old.token, [{"status": "ERROR"}], 1, 30) is None
+        assert not runs.finish(conn, old.id, old.token, "DONE")
+        assert runs.add_results(conn, new.id, new.token, [{"status": "SUCCESS"}], 1, 30) is not None
+        assert runs.finish(conn, new.id, new.token, "DONE")
+        run = runs.get(conn, 1)
+        outcomes = [(a.worker, a.outcome) for a in runs.attempts(conn, new.id)]
+    assert run is not None and run.result["results"] == [{"status": "SUCCESS"}] and run.generation == 2
+    assert outcomes == [("old", "SUPERSEDED"), ("new", "DONE")]
+
+
+def test_cancel_available_and_running_but_never_done(engine: Engine) -> None:
+    _new_runs(engine, 3)
+    done = _start(engine, _claim_one(engine))
+    running = _start(engine, _claim_one(engine))
+    assert done is not None and running is not None
+    with engine.begin() as conn:
+        runs.finish(conn, done.id, done.token, "DONE")
+        cancelled = runs.cancel(conn, [1, 2, 3])
+        assert not runs.heartbeat(conn, running.id, running.token, 30)
+    assert sorted(cancelled) == [2, 3]
+    assert [_status(engine, p) for p in (1, 2, 3)] == ["DONE", "CANCELED", "CANCELED"]
+
+
+def test_reap_returns_expired_runs_then_fails_them(engine: Engine) -> None:
+    _new_runs(engine, 1)
+    for attempt in (1, 2):
+        claimed = _claim_one(engine, lease=0)
+        assert claimed.attempt == attempt
+        with engine.begin() as conn:
+            (reaped,) = runs.reap(conn, max_attempts=2, batch=10)
+        assert (reaped.status, reaped.attempt) == (("AVAILABLE", 1) if attempt == 1 else ("FAILED", 2))
+    with engine.connect() as conn:
+        run = runs.get(conn, 1)
+    assert run is not None and run.result["reason"] == "abandoned after 2 attempts"
+
+
+def test_live_lease_is_not_reaped(engine: Engine) -> None:
+    _new_runs(engine, 1)
+    _claim_one(engine, lease=60)
+    with engine.begin() as conn:
+        assert runs.reap(conn, max_attempts=3, batch=10) == []
+
+
+def test_claim_uses_the_claimable_index_after_analyze(engine: Engine) -> None:
+    """DESIGN invariant 2: even when statistics see many AVAILABLE rows and the oldest rows are
+    finished or running, the claim walks the partial index of claimable rows."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO plan_check_run (plan_id, status) "
+                "SELECT g, CASE WHEN g <= 20000 THEN 'DONE' WHEN g <= 25000 THEN 'RUNNING' ELSE 'AVAILABLE' END "
+                "FROM generate_series(1, 60000) g"
+            )
+        )
+        conn.execute(text("ANALYZE plan_check_run"))
+        plan = "\n".join(
+            conn.execute(
+                text(
+                    "EXPLAIN SELECT id FROM plan_check_run WHERE status = 'AVAILABLE' "
+                    "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+                )
+            ).scalars()
+        )
+    assert "plan_check_run_claimable_idx" in plan, plan
