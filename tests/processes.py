@@ -87,6 +87,9 @@ class Cluster:
         return self._start(name, ["beat", "-l", "INFO"])
 
     def stop_all(self) -> None:
+        """SIGTERM every process at once (a warm shutdown each), then wait for all of them."""
+        for process in self.processes:
+            process.signal(signal.SIGTERM)
         for process in self.processes:
             process.stop()
 

@@ -88,7 +88,7 @@ def select_members(
     None or 0 means no sampling (0 is how a project's `ci_sampling_size` says "off").
     """
     if sampling_size is not None and sampling_size < 0:
-        raise ValueError(f"sampling size must be positive, got {sampling_size}")
+        raise ValueError(f"sampling size must not be negative, got {sampling_size}")
     ordered = sorted(resources, key=lambda r: (r.instance_id, r.database_name))
     members = [resource for resource in ordered if matches(compiled, resource)]
     return members[:sampling_size] if sampling_size else members
@@ -107,7 +107,9 @@ def _check_names(tree: Tree) -> None:
                 raise InvalidExpression(f"unknown variable {name!r}: use {VARIABLE}.{'/'.join(FIELDS)}")
         elif node.data == "member_dot" and _bare_name(node.children[0]) == VARIABLE:
             if str(node.children[1]) not in FIELDS:
-                raise InvalidExpression(f"unknown field {VARIABLE}.{node.children[1]}: expected one of {', '.join(FIELDS)}")
+                raise InvalidExpression(
+                    f"unknown field {VARIABLE}.{node.children[1]}: expected one of {', '.join(FIELDS)}"
+                )
         elif node.data in ("ident_arg", "dot_ident_arg", "member_dot_arg"):
             function = str(node.children[1] if node.data == "member_dot_arg" else node.children[0])
             if function not in _FUNCTIONS:

@@ -187,7 +187,8 @@ def _object_name(object_type: ObjectType) -> str:
 def _tables(node: ast.Node, kind: str) -> tuple[Table, ...]:
     """The tables a statement changes (not the ones it only reads)."""
     if isinstance(node, ast.DropStmt):
-        return tuple(_qualified([name.sval for name in names]) for names in node.objects) if kind == "DROP_TABLE" else ()
+        dropped = node.objects if kind == "DROP_TABLE" else ()
+        return tuple(_qualified([name.sval for name in names]) for names in dropped)
     if isinstance(node, ast.TruncateStmt):
         return tuple(_range_var(relation) for relation in node.relations)
     if isinstance(node, ast.CreateTableAsStmt):

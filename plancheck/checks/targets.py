@@ -118,7 +118,9 @@ def _group_members(
     return members
 
 
-def _registered(number: int, names: Sequence[str], registered: Mapping[str, DatabaseResource]) -> list[DatabaseResource]:
+def _registered(
+    number: int, names: Sequence[str], registered: Mapping[str, DatabaseResource]
+) -> list[DatabaseResource]:
     unknown = [name for name in names if name not in registered]
     if unknown:
         raise InvalidPlan(f"spec {number}: unknown {_count(unknown, 'database')}: {_some(unknown)}")

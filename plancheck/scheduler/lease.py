@@ -68,7 +68,7 @@ class Lease:
             except DBAPIError as exc:
                 log.warning("heartbeat for run %s skipped: %s", started.id, type(exc.orig).__name__)
                 continue
-            if not alive:
+            if not alive and not self._done.is_set():
                 self.mark_lost()
                 return
 

@@ -29,7 +29,7 @@ def make_target(create_database: Callable[[str], str], rows: int = 1000) -> tupl
     url = create_database("target")
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute("CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, price numeric)")
-        conn.execute("INSERT INTO items SELECT g, 'item ' || g, g % 100 FROM generate_series(1, %s) g", (rows,))
+        conn.execute("INSERT INTO items SELECT g, 'item ' || g, g %% 100 FROM generate_series(1, %s) g", (rows,))
         conn.execute("ANALYZE items")
     return url, make_url(url).database or ""
 

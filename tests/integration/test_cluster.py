@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +20,7 @@ from tests.processes import Cluster, wait_for
 
 SLOW_SQL = "UPDATE items SET price = price + 1 WHERE id = 1;\n" * 10
 FAST_SQL = "SELECT id FROM items WHERE id = 1;\n"
+SEED_SHEET = hashlib.sha256(b"SELECT 1;").hexdigest()
 
 
 @pytest.fixture
@@ -167,11 +170,11 @@ def test_upgrade_from_seed_turns_running_rows_into_done(
             text("INSERT INTO database (instance_id, name, environment, project_id) VALUES (:i, :n, 'test', 1)"),
             {"i": instance, "n": target_name},
         )
-        conn.execute(text("INSERT INTO sheet (sha256, content) VALUES ('abc', 'SELECT 1;')"))
+        conn.execute(text("INSERT INTO sheet (sha256, content) VALUES (:sha, 'SELECT 1;')"), {"sha": SEED_SHEET})
         for plan_id in (1, 2, 3):
             conn.execute(
                 text("INSERT INTO plan (project_id, title, specs) VALUES (1, 'p', CAST(:s AS jsonb))"),
-                {"s": f'[{{"sheet": "abc", "targets": ["local/{target_name}"]}}]'},
+                {"s": json.dumps([{"sheet": SEED_SHEET, "targets": [f"local/{target_name}"]}])},
             )
             conn.execute(text("INSERT INTO plan_check_run (plan_id, status) VALUES (:p, 'RUNNING')"), {"p": plan_id})
     upgrade(url)

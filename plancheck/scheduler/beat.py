@@ -1,0 +1,58 @@
+"""The beat scheduler: Celery's in-memory scheduler plus a heartbeat row in PostgreSQL.
+
+Beat keeps no state (no schedule file), so any number may run. Whether one is alive can only be
+seen from outside it: every few seconds the tick upserts beat_heartbeat(name, last_seen), read by
+`plancheck status` and the metrics. A task could not do this: tasks run on workers, not in beat.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from celery import beat
+from sqlalchemy.exc import SQLAlchemyError
+
+from plancheck.settings import load_settings
+from plancheck.store import beats
+from plancheck.store.metrics import probe_engine
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler(beat.Scheduler):
+    """celery.beat.Scheduler that records its liveness; a database outage never fails a tick."""
+
+    #: seconds between heartbeats; also the longest beat sleeps, so a heartbeat is never late.
+    heartbeat_every = 5.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.beat_name = f"{socket.gethostname()}:{os.getpid()}"
+        self._next_heartbeat = 0.0
+        self._recording = True
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        self._maybe_record()
+        return min(super().tick(*args, **kwargs), self.heartbeat_every)
+
+    def _maybe_record(self) -> None:
+        now = time.monotonic()
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + self.heartbeat_every
+        try:
+            with probe_engine(load_settings().database_url, timeout=2).begin() as conn:
+                beats.record(conn, self.beat_name)
+        except SQLAlchemyError as exc:
+            if self._recording:
+                log.warning("beat %s: could not record its heartbeat (%s); scheduling goes on",
+                            self.beat_name, type(exc).__name__)
+            self._recording = False
+        else:
+            if not self._recording:
+                log.info("beat %s: heartbeat recorded again", self.beat_name)
+            self._recording = True
