@@ -89,7 +89,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         database_url=_database_url(env.get("PLANCHECK_DATABASE_URL") or DEFAULT_DATABASE_URL, "PLANCHECK_DATABASE_URL"),
         broker_url=_broker_url(env.get("PLANCHECK_BROKER_URL") or DEFAULT_BROKER_URL, "PLANCHECK_BROKER_URL"),
-        claim_batch=_number(env, "PLANCHECK_CLAIM_BATCH", 50, int, 1),
+        claim_batch=_number(env, "PLANCHECK_CLAIM_BATCH", 20, int, 1),
         claim_interval=claim_interval,
         reap_interval=_number(env, "PLANCHECK_REAP_INTERVAL", 5.0, float, 0.1),
         relay_interval=_number(env, "PLANCHECK_RELAY_INTERVAL", 5.0, float, 0.1),

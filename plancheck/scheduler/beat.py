@@ -32,6 +32,7 @@ class Scheduler(beat.Scheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.beat_name = f"{socket.gethostname()}:{os.getpid()}"
+        self._database_url = load_settings().database_url
         self._next_heartbeat = 0.0
         self._recording = True
 
@@ -45,7 +46,7 @@ class Scheduler(beat.Scheduler):
             return
         self._next_heartbeat = now + self.heartbeat_every
         try:
-            with probe_engine(load_settings().database_url, timeout=2).begin() as conn:
+            with probe_engine(self._database_url, timeout=2).begin() as conn:
                 beats.record(conn, self.beat_name)
         except SQLAlchemyError as exc:
             if self._recording:

@@ -1,18 +1,22 @@
-"""Executes one delivered run message: start (or ignore), check every target, finish fenced.
+"""Executes delivered run and chunk messages: start (or ignore), check targets, finish fenced.
 
 Nothing here remembers running checks: the only state is the run row, reached through its token.
 Commits are few on purpose: the start and the loading of the plan share one transaction, and the
-write that stores the last target's results also ends the run DONE, decided by PostgreSQL.
+write that stores the last target's results also ends the run DONE — decided by PostgreSQL, so a
+fanned-out run finishes exactly once whichever chunk reports last. The transaction that ends a run
+also claims the next AVAILABLE run, so a busy cluster keeps its pipeline full without extra messages.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine
 
 from plancheck.checks import CheckStopped, ReviewConfig, check_target
+from plancheck.checks.result import CheckResult, CheckType, Status
 from plancheck.checks.target import Target
 from plancheck.logs import state_change
 from plancheck.redact import redact_urls
@@ -26,6 +30,17 @@ log = logging.getLogger(__name__)
 
 IGNORED = "ignored"
 DISCARDED = "discarded"
+RUNNING = "running"
+FANNED_OUT = "fanned out"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a delivery, and the messages the task must send next."""
+
+    status: str
+    chunks: list[list[str]] = field(default_factory=list)
+    handoff: list[runs.Claimed] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -34,37 +49,52 @@ class Execution:
     started: runs.Started
     settings: Settings
     worker: str
+    chunk: int | None = None
 
     def log(self, event: str, **fields: object) -> None:
         started = self.started
-        state_change(event, started.id, started.plan_id, attempt=started.attempt, worker=self.worker, **fields)
+        state_change(
+            event, started.id, started.plan_id, attempt=started.attempt, worker=self.worker, chunk=self.chunk, **fields
+        )
 
 
-def execute(run_id: int, token: str, worker: str, settings: Settings) -> str:
-    """Run the checks of a claimed run if this delivery wins its start; returns the outcome."""
+def execute(run_id: int, token: str, worker: str, settings: Settings) -> Outcome:
+    """Run the checks of a claimed run if this delivery wins its start."""
     engine = engine_for(settings.database_url)
     with engine.begin() as conn:
         started = runs.start(conn, run_id, token, worker, settings.lease_seconds)
         if started is None:
             state_change("ignored", run_id, worker=worker, reason="duplicate or stale delivery")
-            return IGNORED
+            return Outcome(IGNORED)
         execution = Execution(engine, started, settings, worker)
         execution.log("started")
-        work_or_outcome = _prepare(conn, execution)
-    if isinstance(work_or_outcome, str):
-        return work_or_outcome
-    with Lease(engine, started, settings.heartbeat_seconds, settings.lease_seconds) as lease:
-        try:
-            return _check_all(execution, lease, work_or_outcome)
-        except CheckStopped:
-            return _discard(execution)
-        except Exception as exc:
-            log.exception("run %s failed", run_id)
-            with engine.begin() as conn:
-                return _finish(conn, execution, "FAILED", _internal_error(exc))
+        prepared = _prepare(conn, execution)
+    if isinstance(prepared, Outcome):
+        return prepared
+    if len(prepared.items) > settings.chunk_size:
+        return _fan_out(execution, prepared)
+    return _check_with_lease(execution, prepared.items, prepared.config)
 
 
-def _prepare(conn: Connection, execution: Execution) -> Work | str:
+def execute_chunk(run_id: int, token: str, chunk: int, names: Sequence[str], worker: str, settings: Settings) -> Outcome:
+    """Check one chunk of a fanned-out run's targets, if this delivery wins the chunk."""
+    engine = engine_for(settings.database_url)
+    with engine.begin() as conn:
+        started = runs.start_chunk(conn, run_id, token, chunk, worker)
+        if started is None:
+            state_change("ignored", run_id, worker=worker, chunk=chunk, reason="duplicate or stale delivery")
+            return Outcome(IGNORED)
+        execution = Execution(engine, started, settings, worker, chunk)
+        execution.log("chunk started", targets=len(names))
+        prepared = _prepare(conn, execution, count_targets=False)
+    if isinstance(prepared, Outcome):
+        return prepared
+    by_name = {target.name: (target, sql) for target, sql in prepared.items}
+    items = [by_name.get(name, (_missing(name), "")) for name in names]
+    return _check_with_lease(execution, items, prepared.config)
+
+
+def _prepare(conn: Connection, execution: Execution, count_targets: bool = True) -> Work | Outcome:
     """Load the plan's work in the start's transaction; a run that cannot be checked ends right here."""
     started = execution.started
     try:
@@ -75,50 +105,87 @@ def _prepare(conn: Connection, execution: Execution) -> Work | str:
     except Exception as exc:
         log.exception("run %s could not be loaded", started.id)
         return _finish(conn, execution, "FAILED", _internal_error(exc))
-    runs.set_targets_total(conn, started.id, started.token, len(work.items), execution.settings.lease_seconds)
-    if not work.items:
-        return _finish(conn, execution, "DONE")
+    if count_targets:
+        runs.set_targets_total(conn, started.id, started.token, len(work.items), execution.settings.lease_seconds)
+        if not work.items:
+            return _finish(conn, execution, "DONE")
     return work
 
 
-def _check_all(execution: Execution, lease: Lease, work: Work) -> str:
-    outcome = DISCARDED
-    for target, sql in work.items:
+def _fan_out(execution: Execution, work: Work) -> Outcome:
+    size = execution.settings.chunk_size
+    names = [target.name for target, _ in work.items]
+    chunks = [names[i : i + size] for i in range(0, len(names), size)]
+    execution.log("fanned out", chunks=len(chunks), targets=len(names))
+    return Outcome(FANNED_OUT, chunks=chunks)
+
+
+def _check_with_lease(execution: Execution, items: Sequence[tuple[Target, str]], config: ReviewConfig) -> Outcome:
+    settings = execution.settings
+    with Lease(execution.engine, execution.started, settings.heartbeat_seconds, settings.lease_seconds) as lease:
+        try:
+            return _check_all(execution, lease, items, config)
+        except CheckStopped:
+            return _discard(execution)
+        except Exception as exc:
+            log.exception("run %s failed", execution.started.id)
+            with execution.engine.begin() as conn:
+                return _finish(conn, execution, "FAILED", _internal_error(exc))
+
+
+def _check_all(execution: Execution, lease: Lease, items: Sequence[tuple[Target, str]], config: ReviewConfig) -> Outcome:
+    outcome = Outcome(RUNNING)
+    for index, (target, sql) in enumerate(items):
         if lease.lost:
             return _discard(execution)
-        outcome = _check_one(execution, lease, target, sql, work.config)
-        if outcome == DISCARDED:
+        results = _check(target, sql, config, lease)
+        outcome = _record(execution, results, last_of_chunk=index == len(items) - 1)
+        if outcome.status == DISCARDED:
             return outcome
     return outcome
 
 
-def _check_one(execution: Execution, lease: Lease, target: Target, sql: str, config: ReviewConfig) -> str:
-    """Check one target and store its results at once (fenced), so progress is visible; the write
-    that completes the last target finishes the run in the same transaction."""
-    results = check_target(target, sql, config, should_stop=lambda: lease.lost, on_session=lease.track)
-    payload = [result.to_json() for result in results]
+def _check(target: Target, sql: str, config: ReviewConfig, lease: Lease) -> list[CheckResult]:
+    if not sql:
+        return [CheckResult(Status.ERROR, CheckType.STATEMENT_ADVISE, target.name, "Target not found",
+                            f"{target.name} is no longer a database of this plan's project or group")]
+    return check_target(target, sql, config, should_stop=lambda: lease.lost, on_session=lease.track)
+
+
+def _record(execution: Execution, results: list[CheckResult], last_of_chunk: bool) -> Outcome:
+    """Store one target's results at once (fenced), so progress is visible; the write that
+    completes the run's last target finishes it in the same transaction."""
     started, lease_seconds = execution.started, execution.settings.lease_seconds
+    payload = [result.to_json() for result in results]
     with execution.engine.begin() as conn:
         progress = runs.add_results(conn, started.id, started.token, payload, 1, lease_seconds)
         if progress is None:
             return _discard(execution)
+        if execution.chunk is not None and last_of_chunk:
+            runs.finish_chunk(conn, started.token, execution.chunk)
         if progress.targets_done == progress.targets_total:
             return _finish(conn, execution, "DONE")
-    return "running"
+    return Outcome(RUNNING)
 
 
-def _finish(conn: Connection, execution: Execution, status: str, reason: str | None = None) -> str:
+def _finish(conn: Connection, execution: Execution, status: str, reason: str | None = None) -> Outcome:
+    """End the run (fenced) and, in the same transaction, claim the next AVAILABLE run to hand on to."""
     extra = {"reason": reason} if reason else {}
     if not runs.finish(conn, execution.started.id, execution.started.token, status, extra):
         return _discard(execution)
     execution.log("finished", status=status, reason=reason)
-    return status
+    return Outcome(status, handoff=runs.claim(conn, 1, execution.settings.lease_seconds))
 
 
-def _discard(execution: Execution) -> str:
+def _discard(execution: Execution) -> Outcome:
     """The token lost (cancel, re-run or reap): this execution's results are dropped, nothing written."""
     execution.log("discarded", reason="run cancelled, re-run or reaped")
-    return DISCARDED
+    return Outcome(DISCARDED)
+
+
+def _missing(name: str) -> Target:
+    instance_key, _, database = name.partition("/")
+    return Target(instance_key, database, "", url="")
 
 
 def _internal_error(exc: Exception) -> str:

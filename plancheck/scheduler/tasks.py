@@ -1,9 +1,15 @@
-"""Celery tasks: claim, run, reap and relay. Each is a thin shell around the store and the runner."""
+"""Celery tasks: claim, run, run_chunk, reap and relay — thin shells around the store and the runner.
+
+Messages carry ids and tokens only (target names for chunks), never URLs or credentials.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from functools import cache
+
+from celery import Task
 
 from plancheck.logs import state_change
 from plancheck.scheduler import runner
@@ -18,27 +24,45 @@ def settings() -> Settings:
     return load_settings()
 
 
+def _worker(task: Task) -> str:
+    return f"{task.request.hostname or 'local'}:{os.getpid()}"
+
+
+def _dispatch(claimed: Iterable[runs.Claimed]) -> None:
+    for item in claimed:
+        state_change("claimed", item.id, item.plan_id, attempt=item.attempt + 1)
+        run.apply_async((item.id, str(item.token)))
+
+
+def _follow_through(run_id: int, token: str, outcome: runner.Outcome) -> str:
+    """Send what the outcome asks for: chunk messages, the handed-on run, the follow-up relay."""
+    for index, names in enumerate(outcome.chunks):
+        run_chunk.apply_async((run_id, token, index, names))
+    _dispatch(outcome.handoff)
+    if outcome.status == "DONE":
+        relay.delay()
+    return outcome.status
+
+
 @app.task(name="plancheck.claim")
 def claim() -> int:
-    """Claim a batch of AVAILABLE runs and send one run message each; more backlog claims again."""
+    """Claim AVAILABLE runs, oldest first, and send one run message each."""
     config = settings()
     with engine_for(config.database_url).begin() as conn:
         claimed = runs.claim(conn, config.claim_batch, config.lease_seconds)
-    for item in claimed:
-        state_change("claimed", item.id, item.plan_id, attempt=item.attempt)
-        run.apply_async((item.id, str(item.token)))
-    if len(claimed) == config.claim_batch:
-        claim.delay()
+    _dispatch(claimed)
     return len(claimed)
 
 
-@app.task(name="plancheck.run")
-def run(run_id: int, token: str) -> str:
-    worker = f"{run.request.hostname or 'local'}:{os.getpid()}"
-    outcome = runner.execute(run_id, token, worker, settings())
-    if outcome == "DONE":
-        relay.delay()
-    return outcome
+@app.task(name="plancheck.run", bind=True)
+def run(self: Task, run_id: int, token: str) -> str:
+    return _follow_through(run_id, token, runner.execute(run_id, token, _worker(self), settings()))
+
+
+@app.task(name="plancheck.run_chunk", bind=True)
+def run_chunk(self: Task, run_id: int, token: str, chunk: int, names: list[str]) -> str:
+    outcome = runner.execute_chunk(run_id, token, chunk, names, _worker(self), settings())
+    return _follow_through(run_id, token, outcome)
 
 
 @app.task(name="plancheck.reap")

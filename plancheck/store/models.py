@@ -152,6 +152,18 @@ class PlanCheckAttempt(Base):
     )
 
 
+class PlanCheckChunk(Base):
+    """One chunk of a fanned-out run's targets: the first delivery under the run's token executes it."""
+
+    __tablename__ = "plan_check_chunk"
+    token: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("plan_check_run.id", ondelete="CASCADE"), index=True)
+    worker: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Issue(Base):
     __tablename__ = "issue"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

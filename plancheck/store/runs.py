@@ -101,14 +101,20 @@ _CLOSE_OPEN_ATTEMPTS = text(
     """
 ).bindparams(bindparam("run_ids", type_=ARRAY(BIGINT)))
 
+# Backpressure: no more than `batch` runs may wait claimed but not started, so a run message never
+# queues in the broker long enough for its lease to lapse while workers are busy.
 _CLAIM = text(
     f"""
     UPDATE plan_check_run SET
-        status = 'RUNNING', token = gen_random_uuid(), attempt = attempt + 1, worker = NULL,
+        status = 'RUNNING', token = gen_random_uuid(), worker = NULL,
         claimed_at = now(), started_at = NULL, lease_expires_at = {_LEASE}, updated_at = now()
     WHERE id IN (
         SELECT id FROM plan_check_run WHERE status = 'AVAILABLE'
-        ORDER BY id LIMIT :batch FOR UPDATE SKIP LOCKED
+        ORDER BY id
+        LIMIT greatest(:batch - (
+            SELECT count(*) FROM plan_check_run WHERE status = 'RUNNING' AND started_at IS NULL
+        ), 0)
+        FOR UPDATE SKIP LOCKED
     )
     RETURNING id, plan_id, token, attempt
     """
@@ -117,7 +123,8 @@ _CLAIM = text(
 _START = text(
     f"""
     UPDATE plan_check_run SET
-        started_at = now(), worker = :worker, lease_expires_at = {_LEASE}, updated_at = now()
+        started_at = now(), attempt = attempt + 1, worker = :worker, lease_expires_at = {_LEASE},
+        updated_at = now()
     WHERE id = :id AND token = :token AND status = 'RUNNING' AND started_at IS NULL
     RETURNING id, plan_id, token, attempt, generation, plan_version, claimed_at, started_at
     """
@@ -187,15 +194,17 @@ _CANCEL = text(
     """
 ).bindparams(bindparam("plan_ids", type_=ARRAY(BIGINT)))
 
+# Only started executions count as attempts: a claim whose message was lost or never reached a
+# worker goes back to AVAILABLE as often as it takes.
 _REAP = text(
     """
     UPDATE plan_check_run r SET
-        status = CASE WHEN r.attempt >= :max_attempts THEN 'FAILED' ELSE 'AVAILABLE' END,
-        result = CASE WHEN r.attempt >= :max_attempts
+        status = CASE WHEN r.started_at IS NOT NULL AND r.attempt >= :max_attempts THEN 'FAILED' ELSE 'AVAILABLE' END,
+        result = CASE WHEN r.started_at IS NOT NULL AND r.attempt >= :max_attempts
             THEN jsonb_build_object('results', '[]'::jsonb,
                                     'reason', format('abandoned after %s attempts', r.attempt))
             ELSE '{}'::jsonb END,
-        finished_at = CASE WHEN r.attempt >= :max_attempts THEN now() END,
+        finished_at = CASE WHEN r.started_at IS NOT NULL AND r.attempt >= :max_attempts THEN now() END,
         token = gen_random_uuid(), worker = NULL, started_at = NULL, lease_expires_at = NULL,
         targets_total = NULL, targets_done = 0, updated_at = now()
     WHERE r.id IN (
@@ -205,6 +214,25 @@ _REAP = text(
     RETURNING r.id, r.plan_id, r.status, r.attempt
     """
 )
+
+_START_CHUNK = text(
+    """
+    INSERT INTO plan_check_chunk (token, chunk, run_id, worker)
+    SELECT token, :chunk, id, :worker FROM plan_check_run
+    WHERE id = :id AND token = :token AND status = 'RUNNING' AND started_at IS NOT NULL
+    ON CONFLICT (token, chunk) DO NOTHING
+    RETURNING run_id
+    """
+)
+
+_RUNNING = text(
+    """
+    SELECT id, plan_id, token, attempt, generation, plan_version FROM plan_check_run
+    WHERE id = :id AND token = :token AND status = 'RUNNING'
+    """
+)
+
+_FINISH_CHUNK = text("UPDATE plan_check_chunk SET finished_at = now() WHERE token = :token AND chunk = :chunk")
 
 _RUN_COLUMNS = (
     "id, plan_id, status, result, attempt, generation, plan_version, worker, targets_total, targets_done, "
@@ -224,7 +252,8 @@ def create(conn: Connection, plan_id: int, plan_version: int) -> int:
 
 
 def claim(conn: Connection, batch: int, lease_seconds: float) -> list[Claimed]:
-    """Move up to `batch` of the oldest AVAILABLE runs to RUNNING, each with a new token and lease."""
+    """Move the oldest AVAILABLE runs to RUNNING, each with a new token and lease, while fewer than
+    `batch` claimed runs wait to start; `attempt` counts the executions started before."""
     rows = conn.execute(_CLAIM, {"batch": batch, "lease": lease_seconds}).all()
     return [Claimed(row.id, row.plan_id, row.token, row.attempt) for row in rows]
 
@@ -247,6 +276,19 @@ def start(conn: Connection, run_id: int, token: uuid.UUID | str, worker: str, le
         },
     )
     return Started(row.id, row.plan_id, row.token, row.attempt, row.generation, row.plan_version)
+
+
+def start_chunk(conn: Connection, run_id: int, token: uuid.UUID | str, chunk: int, worker: str) -> Started | None:
+    """Win one chunk of a fanned-out run: only its first delivery under the run's token executes."""
+    params = {"id": run_id, "token": str(token), "chunk": chunk, "worker": worker}
+    if conn.execute(_START_CHUNK, params).one_or_none() is None:
+        return None
+    row = conn.execute(_RUNNING, {"id": run_id, "token": str(token)}).one()
+    return Started(row.id, row.plan_id, row.token, row.attempt, row.generation, row.plan_version)
+
+
+def finish_chunk(conn: Connection, token: uuid.UUID | str, chunk: int) -> None:
+    conn.execute(_FINISH_CHUNK, {"token": str(token), "chunk": chunk})
 
 
 def heartbeat(conn: Connection, run_id: int, token: uuid.UUID | str, lease_seconds: float) -> bool:

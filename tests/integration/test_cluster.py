@@ -188,3 +188,32 @@ def test_upgrade_from_seed_turns_running_rows_into_done(
         for plan_id in (1, 2, 3):
             _wait_status(api, plan_id, ("DONE",))
     engine.dispose()
+
+
+def test_fan_out_checks_chunks_on_any_worker_and_finishes_once(
+    api: Plancheck, create_database: Callable[[str], str], plancheck_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A group plan with more targets than PLANCHECK_CHUNK_SIZE is split into chunk tasks; the run
+    ends DONE exactly once, with one result set per target, when the last chunk reports."""
+    from tests.processes import cluster as make_cluster
+
+    targets = [register_target(api, *make_target(create_database, rows=100)) for _ in range(6)]
+    for target in targets:
+        api.set_database(target.target, labels={"fan": "yes"})
+    api.create_group("shop", "fan", '"fan" in resource.labels')
+    with make_cluster({**plancheck_env, "PLANCHECK_CHUNK_SIZE": "2"}, tmp_path) as running:
+        running.worker("w1")
+        running.worker("w2")
+        running.beat("b1")
+        plan_id = api.create_plan("shop", "UPDATE items SET price = 1 WHERE id < 10;", group="fan")
+        _wait_status(api, plan_id, ("DONE",))
+    checks = api.checks(plan_id)
+    summaries = [r["target"] for r in checks.results if r["type"] == "STATEMENT_SUMMARY_REPORT"]
+    assert sorted(summaries) == sorted(t.target for t in targets)
+    assert (checks.targets_done, checks.targets_total) == (6, 6)
+    assert [a["outcome"] for a in checks.attempts] == ["DONE"]
+    with api.engine.connect() as conn:
+        chunks = conn.execute(
+            text("SELECT chunk, finished_at IS NOT NULL FROM plan_check_chunk ORDER BY chunk")
+        ).all()
+    assert [tuple(row) for row in chunks] == [(0, True), (1, True), (2, True)]

@@ -51,7 +51,7 @@ def test_claim_takes_oldest_first_and_bounded(engine: Engine) -> None:
     assert [c.id for c in first] == ids[:2]
     assert sorted(c.id for c in second) == ids[2:]
     assert third == []
-    assert all(c.attempt == 1 for c in first + second)
+    assert all(c.attempt == 0 for c in first + second)
 
 
 def test_concurrent_claimers_never_share_a_row(engine: Engine) -> None:
@@ -65,6 +65,8 @@ def test_concurrent_claimers_never_share_a_row(engine: Engine) -> None:
         while True:
             with engine.begin() as conn:
                 batch = runs.claim(conn, 7, 30)
+                for item in batch:  # start them, as workers would, so the backpressure window moves on
+                    assert runs.start(conn, item.id, item.token, "w", 30) is not None
             if not batch:
                 return
             with lock:
@@ -144,14 +146,38 @@ def test_cancel_available_and_running_but_never_done(engine: Engine) -> None:
 def test_reap_returns_expired_runs_then_fails_them(engine: Engine) -> None:
     _new_runs(engine, 1)
     for attempt in (1, 2):
-        claimed = _claim_one(engine, lease=0)
-        assert claimed.attempt == attempt
+        claimed = _claim_one(engine)
+        with engine.begin() as conn:
+            started = runs.start(conn, claimed.id, claimed.token, "w", 0)
+        assert started is not None and started.attempt == attempt
         with engine.begin() as conn:
             (reaped,) = runs.reap(conn, max_attempts=2, batch=10)
         assert (reaped.status, reaped.attempt) == (("AVAILABLE", 1) if attempt == 1 else ("FAILED", 2))
     with engine.connect() as conn:
         run = runs.get(conn, 1)
+        outcomes = [a.outcome for a in runs.attempts(conn, 1)]
     assert run is not None and run.result["reason"] == "abandoned after 2 attempts"
+    assert outcomes == ["LOST", "LOST"]
+
+
+def test_a_claim_that_never_started_is_not_an_attempt(engine: Engine) -> None:
+    """A lost message costs no attempt: the run returns to AVAILABLE however often it happens."""
+    _new_runs(engine, 1)
+    for _ in range(5):
+        _claim_one(engine, lease=0)
+        with engine.begin() as conn:
+            (reaped,) = runs.reap(conn, max_attempts=1, batch=10)
+        assert (reaped.status, reaped.attempt) == ("AVAILABLE", 0)
+
+
+def test_claims_wait_while_a_batch_is_unstarted(engine: Engine) -> None:
+    """Backpressure: at most `batch` runs wait claimed but unstarted, so messages never queue for long."""
+    _new_runs(engine, 10)
+    with engine.begin() as conn:
+        first = runs.claim(conn, 4, 30)
+        assert runs.claim(conn, 4, 30) == []
+        runs.start(conn, first[0].id, first[0].token, "w", 30)
+        assert [c.id for c in runs.claim(conn, 4, 30)] == [5]
 
 
 def test_live_lease_is_not_reaped(engine: Engine) -> None:

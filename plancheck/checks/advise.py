@@ -1,0 +1,141 @@
+"""STATEMENT_ADVISE: review a migration script against the SQL review rules (plancheck.checks.rules).
+
+Pure logic: no database access except through the optional row estimator the caller supplies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from plancheck.checks.result import CheckResult, CheckType, Position, Status
+from plancheck.checks.rules import ALL_RULES, RULES_BY_NAME
+from plancheck.checks.rules.base import Level, Rule, RowEstimator, RuleContext
+from plancheck.checks.rules.script import LineIndex, SqlSyntaxError, parse_script
+
+__all__ = ["ReviewConfig", "RowEstimator", "review"]
+
+MAX_SCRIPT_BYTES = 2 * 1024 * 1024
+MAX_RESULTS_PER_STATUS = 50
+SYNTAX_ERROR_CODE = 201
+
+
+@dataclass(frozen=True)
+class ReviewConfig:
+    """Per-project rule levels and options; validated on construction (ValueError)."""
+
+    levels: Mapping[str, str] = field(default_factory=dict)  # rule name -> ERROR | WARNING | DISABLED
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # rule name -> option overrides
+
+    def __post_init__(self) -> None:
+        for name, level in self.levels.items():
+            _rule(name)
+            if not isinstance(level, str) or level not in Level.__members__:
+                raise ValueError(
+                    f"sql_review rule {name}: bad level {level!r} (expected one of {', '.join(Level.__members__)})"
+                )
+        for name, overrides in self.options.items():
+            if not isinstance(overrides, Mapping):
+                raise ValueError(f"sql_review rule {name}: options must be an object, got {overrides!r}")
+            _rule(name).resolve_options(overrides)
+
+    @classmethod
+    def from_project_settings(cls, settings: Mapping[str, Any]) -> ReviewConfig:
+        """Read settings["sql_review"] = {"rules": {name: {"level": ..., **options}}}."""
+        review_settings = settings.get("sql_review") or {}
+        rules = (review_settings.get("rules") or {}) if isinstance(review_settings, Mapping) else None
+        if not isinstance(rules, Mapping):
+            raise ValueError('settings "sql_review" must be {"rules": {rule name: {"level": ..., options...}}}')
+        levels: dict[str, str] = {}
+        options: dict[str, dict[str, Any]] = {}
+        for name, entry in rules.items():
+            if not isinstance(entry, Mapping):
+                raise ValueError(f"sql_review rule {name}: expected an object with a level and options, got {entry!r}")
+            overrides = dict(entry)
+            if "level" in overrides:
+                levels[name] = overrides.pop("level")
+            options[name] = overrides
+        return cls(levels, options)
+
+    def level(self, rule: Rule) -> Level:
+        return Level(self.levels.get(rule.name, rule.default_level))
+
+    def options_for(self, rule: Rule) -> dict[str, Any]:
+        return rule.resolve_options(self.options.get(rule.name, {}))
+
+
+def _rule(name: str) -> Rule:
+    rule = RULES_BY_NAME.get(name)
+    if rule is None:
+        close = difflib.get_close_matches(name, RULES_BY_NAME, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known rules: {', '.join(sorted(RULES_BY_NAME))}"
+        raise ValueError(f"unknown sql_review rule {name!r}{hint}")
+    return rule
+
+
+def review(
+    sql: str, target: str, config: ReviewConfig, estimate_rows: RowEstimator | None = None
+) -> list[CheckResult]:
+    """Review one script for one target: findings (ERRORs first, then by position), or one OK result.
+
+    Exceptions raised by estimate_rows propagate to the caller.
+    """
+    size = len(sql.encode("utf-8", "surrogatepass"))
+    if size > MAX_SCRIPT_BYTES:
+        return [
+            _result(
+                target,
+                Status.WARNING,
+                "statement too large for review",
+                f"The script is {size:,} bytes; SQL review is skipped above {MAX_SCRIPT_BYTES:,} bytes (2 MiB). "
+                "Split the change into smaller plans to have it reviewed.",
+            )
+        ]
+    try:
+        script = parse_script(sql)
+    except SqlSyntaxError as error:
+        line, column = LineIndex(sql)(error.index)
+        return [_result(target, Status.ERROR, "Syntax error", error.message, SYNTAX_ERROR_CODE, Position(line, column))]
+
+    results = []
+    for rule in ALL_RULES:
+        level = config.level(rule)
+        if level is Level.DISABLED:
+            continue
+        ctx = RuleContext(script, config.options_for(rule), estimate_rows)
+        for finding in rule.check(ctx):
+            position = Position(*script.lines(finding.index))
+            results.append(_result(target, Status(level), rule.name, finding.message, rule.code, position))
+    if not results:
+        count = len(script.statements)
+        summary = f"{count} statement{'s' if count != 1 else ''} reviewed, no findings"
+        return [_result(target, Status.SUCCESS, "OK", summary)]
+    return _limited(sorted(results, key=_order))
+
+
+def _result(
+    target: str, status: Status, title: str, content: str, code: int = 0, position: Position | None = None
+) -> CheckResult:
+    return CheckResult(status, CheckType.STATEMENT_ADVISE, target, title, content, code, position)
+
+
+def _order(result: CheckResult) -> tuple[bool, int, int, int]:
+    position = result.position or Position(0, 0)
+    return result.status != Status.ERROR, position.line, position.column, result.code
+
+
+def _limited(results: list[CheckResult]) -> list[CheckResult]:
+    """At most MAX_RESULTS_PER_STATUS per status; the last one kept says how many were left out."""
+    kept: list[CheckResult] = []
+    for status in (Status.ERROR, Status.WARNING):
+        of_status = [result for result in results if result.status == status]
+        shown = of_status[:MAX_RESULTS_PER_STATUS]
+        hidden = len(of_status) - len(shown)
+        if hidden:
+            note = f" ({hidden} more {status} findings not shown.)"
+            shown[-1] = dataclasses.replace(shown[-1], content=shown[-1].content + note)
+        kept += shown
+    return kept

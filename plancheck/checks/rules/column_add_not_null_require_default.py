@@ -1,0 +1,52 @@
+"""ADD COLUMN ... NOT NULL without a DEFAULT on an existing table.
+
+The new column is NULL in every existing row, so the statement fails with "column contains null
+values" as soon as the table has a row: it passes on an empty test database and breaks the
+production rollout. Give it a DEFAULT (constant defaults are instant since PostgreSQL 11), or add
+it nullable, backfill, and enforce NOT NULL afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pglast import ast
+from pglast.enums import AlterTableType, ConstrType
+
+from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
+from plancheck.checks.rules.script import SERIAL_TYPES, existing_table_alters, last_name
+
+BAD = [
+    "ALTER TABLE orders ADD COLUMN region text NOT NULL",
+    "ALTER TABLE orders ADD COLUMN region text NOT NULL REFERENCES regions (code)",
+]
+GOOD = [
+    "ALTER TABLE orders ADD COLUMN region text NOT NULL DEFAULT 'eu'",
+    "ALTER TABLE orders ADD COLUMN region text",
+    "ALTER TABLE orders ADD COLUMN seq bigint NOT NULL GENERATED ALWAYS AS IDENTITY",
+    "CREATE TABLE t (id bigint PRIMARY KEY); ALTER TABLE t ADD COLUMN region text NOT NULL",
+]
+
+_FILLED = {ConstrType.CONSTR_DEFAULT, ConstrType.CONSTR_IDENTITY, ConstrType.CONSTR_GENERATED}
+
+
+def _fails_on_existing_rows(column: ast.ColumnDef) -> bool:
+    kinds = {constraint.contype for constraint in column.constraints or ()}
+    not_null = column.is_not_null or ConstrType.CONSTR_NOTNULL in kinds
+    filled = bool(kinds & _FILLED) or last_name(column.typeName.names) in SERIAL_TYPES
+    return not_null and not filled
+
+
+def check(ctx: RuleContext) -> Iterator[Finding]:
+    for stmt, table, cmd in existing_table_alters(ctx.script):
+        if cmd.subtype == AlterTableType.AT_AddColumn and _fails_on_existing_rows(cmd.def_):
+            yield Finding(
+                f'Adding column "{cmd.def_.colname}" to "{table}" as NOT NULL without a DEFAULT fails with '
+                '"column contains null values" as soon as the table has a row, so it passes on an empty test '
+                "database and breaks the production rollout. Add a DEFAULT (a constant default is instant "
+                "since PostgreSQL 11), or add the column nullable, backfill it, and enforce NOT NULL afterwards.",
+                stmt.at(cmd.def_),
+            )
+
+
+RULE = Rule("column.add-not-null-require-default", 406, Level.ERROR, __doc__, check, BAD, GOOD)

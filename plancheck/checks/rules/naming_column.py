@@ -1,0 +1,39 @@
+"""Column names (CREATE TABLE, ADD COLUMN, RENAME COLUMN) that do not match the `pattern` option.
+
+Consistent lower-case names keep the schema readable and spare every query double quotes.
+Default: lower case letters, digits and underscores, starting with a letter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pglast import ast
+from pglast.enums import ObjectType
+
+from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext, misnamed
+
+BAD = [
+    'CREATE TABLE orders (id bigint PRIMARY KEY, "createdAt" timestamptz)',
+    'ALTER TABLE orders ADD COLUMN "Note" text',
+    'ALTER TABLE orders RENAME COLUMN note TO "customer note"',
+]
+GOOD = [
+    "CREATE TABLE orders (id bigint PRIMARY KEY, created_at timestamptz)",
+    "ALTER TABLE orders ADD COLUMN note2 text",
+    "ALTER TABLE orders RENAME COLUMN note TO customer_note",
+]
+
+
+def check(ctx: RuleContext) -> Iterator[Finding]:
+    pattern = ctx.options["pattern"]
+    for stmt in ctx.script.statements:
+        names: list[tuple[str | None, ast.Node | None]] = [(col.colname, col) for col in stmt.find(ast.ColumnDef)]
+        if isinstance(stmt.node, ast.RenameStmt) and stmt.node.renameType == ObjectType.OBJECT_COLUMN:
+            names.append((stmt.node.newname, stmt.node.relation))
+        yield from misnamed(stmt, "column", names, pattern)
+
+
+RULE = Rule(
+    "naming.column", 303, Level.WARNING, __doc__, check, BAD, GOOD, default_options={"pattern": "^[a-z][a-z0-9_]*$"}
+)

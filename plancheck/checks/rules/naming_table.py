@@ -1,0 +1,45 @@
+"""Table names (CREATE TABLE, CREATE TABLE AS, RENAME TO) that do not match the `pattern` option.
+
+Consistent lower-case names keep the schema readable and spare every query double quotes.
+Default: lower case letters, digits and underscores, starting with a letter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pglast import ast
+from pglast.enums import ObjectType
+
+from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext, misnamed
+
+BAD = [
+    'CREATE TABLE "OrderItems" (id bigint PRIMARY KEY)',
+    "CREATE TABLE order$items (id bigint PRIMARY KEY)",
+    'ALTER TABLE orders RENAME TO "Orders"',
+]
+GOOD = [
+    "CREATE TABLE order_items (id bigint PRIMARY KEY)",
+    "CREATE TABLE sales.order_items_2024 AS SELECT id FROM orders",
+    "ALTER TABLE orders RENAME TO purchase_orders",
+]
+
+
+def _table_names(node: ast.Node) -> list[tuple[str | None, ast.Node | None]]:
+    if isinstance(node, ast.CreateStmt):
+        return [(node.relation.relname, node.relation)]
+    if isinstance(node, ast.CreateTableAsStmt) and node.objtype == ObjectType.OBJECT_TABLE:
+        return [(node.into.rel.relname, node.into.rel)]
+    if isinstance(node, ast.RenameStmt) and node.renameType == ObjectType.OBJECT_TABLE:
+        return [(node.newname, node.relation)]
+    return []
+
+
+def check(ctx: RuleContext) -> Iterator[Finding]:
+    for stmt in ctx.script.statements:
+        yield from misnamed(stmt, "table", _table_names(stmt.node), ctx.options["pattern"])
+
+
+RULE = Rule(
+    "naming.table", 302, Level.WARNING, __doc__, check, BAD, GOOD, default_options={"pattern": "^[a-z][a-z0-9_]*$"}
+)

@@ -1,0 +1,221 @@
+"""review() and ReviewConfig: the STATEMENT_ADVISE check as callers see it."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plancheck.checks.advise import MAX_SCRIPT_BYTES, ReviewConfig, review
+from plancheck.checks.result import CheckResult, CheckType, Position, Status
+from plancheck.checks.rules import ALL_RULES
+
+DEFAULT = ReviewConfig()
+
+
+def titles(results: list[CheckResult]) -> list[str]:
+    return [result.title for result in results]
+
+
+def test_clean_script_gives_one_ok_result() -> None:
+    sql = "SET lock_timeout = '3s';\nCREATE TABLE accounts (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);"
+    (result,) = review(sql, "prod/app", DEFAULT)
+    assert result == CheckResult(
+        Status.SUCCESS, CheckType.STATEMENT_ADVISE, "prod/app", "OK", "2 statements reviewed, no findings"
+    )
+    assert review("", "t", DEFAULT)[0].content == "0 statements reviewed, no findings"
+
+
+def test_finding_carries_rule_name_code_level_target_and_position() -> None:
+    sql = "SET lock_timeout = '3s';\n\n   DELETE FROM orders;"
+    (result,) = review(sql, "prod/app", DEFAULT)
+    assert result.status == Status.ERROR
+    assert result.type == CheckType.STATEMENT_ADVISE
+    assert result.target == "prod/app"
+    assert result.title == "statement.where-require-update-delete"
+    assert result.code == 202
+    assert result.position == Position(3, 16)
+    assert result.content.startswith('DELETE on "orders" has no WHERE clause')
+
+
+def test_errors_come_first_then_by_line() -> None:
+    sql = "SELECT * FROM a;\nDELETE FROM b;\nSELECT * FROM c;\nTRUNCATE d;"
+    results = review(sql, "t", DEFAULT)
+    assert [(r.status, r.position.line) for r in results if r.position] == [
+        (Status.ERROR, 2),
+        (Status.ERROR, 4),
+        (Status.WARNING, 1),
+        (Status.WARNING, 3),
+        (Status.WARNING, 4),
+    ]
+
+
+def test_at_most_50_errors_and_50_warnings() -> None:
+    sql = "SET lock_timeout = '1s';\n" + "DELETE FROM a;\nSELECT * FROM b;\n" * 70
+    results = review(sql, "t", DEFAULT)
+    errors = [r for r in results if r.status == Status.ERROR]
+    warnings = [r for r in results if r.status == Status.WARNING]
+    assert len(errors) == len(warnings) == 50
+    assert results == errors + warnings
+    assert [r.position.line for r in errors] == list(range(2, 102, 2))
+    assert errors[-1].content.endswith("(20 more ERROR findings not shown.)")
+    assert warnings[-1].content.endswith("(20 more WARNING findings not shown.)")
+
+
+def test_script_over_2_mib_is_not_parsed() -> None:
+    sql = "DELETE FROM t; -- " + "x" * MAX_SCRIPT_BYTES
+    (result,) = review(sql, "t", DEFAULT)
+    assert (result.status, result.title) == (Status.WARNING, "statement too large for review")
+    assert review("SELECT 1; -- " + "é" * 100, "t", DEFAULT)[0].title == "OK"
+
+
+def test_syntax_error_is_one_error_with_line_and_column() -> None:
+    sql = "-- ça va\nSELECT 'ünïcode';\nDELETE FROM t;\nSELECT 1 +\n  FROM t WHERE;"
+    (result,) = review(sql, "t", DEFAULT)
+    assert (result.status, result.title, result.code) == (Status.ERROR, "Syntax error", 201)
+    assert result.content == 'syntax error at or near "FROM"'
+    assert result.position == Position(5, 3)
+
+
+def test_level_override_and_disable() -> None:
+    sql = "SET lock_timeout = '1s'; DELETE FROM t; SELECT * FROM t;"
+    config = ReviewConfig(
+        levels={"statement.where-require-update-delete": "WARNING", "statement.select-no-select-all": "ERROR"}
+    )
+    assert [(r.title, r.status) for r in review(sql, "t", config)] == [
+        ("statement.select-no-select-all", Status.ERROR),
+        ("statement.where-require-update-delete", Status.WARNING),
+    ]
+    disabled = ReviewConfig(
+        levels={"statement.where-require-update-delete": "DISABLED", "statement.select-no-select-all": "DISABLED"}
+    )
+    assert titles(review(sql, "t", disabled)) == ["OK"]
+
+
+def test_naming_pattern_option() -> None:
+    sql = "SET lock_timeout = '1s'; CREATE TABLE tbl_orders (id bigint PRIMARY KEY);"
+    assert titles(review(sql, "t", DEFAULT)) == ["OK"]
+    config = ReviewConfig.from_project_settings(
+        {"sql_review": {"rules": {"naming.table": {"pattern": "^t_[a-z_]+$"}}}}
+    )
+    (result,) = review(sql, "t", config)
+    assert result.title == "naming.table"
+    assert "/^t_[a-z_]+$/" in result.content and 'e.g. "tbl_orders"' not in result.content
+
+
+def test_index_naming_default_and_override() -> None:
+    sql = "SET lock_timeout = '1s'; CREATE INDEX CONCURRENTLY orders_status_idx ON orders (status);"
+    assert titles(review(sql, "t", DEFAULT)) == ["naming.index"]
+    config = ReviewConfig(options={"naming.index": {"pattern": "_idx$"}})
+    assert titles(review(sql, "t", config)) == ["OK"]
+
+
+def test_volatile_functions_option() -> None:
+    sql = "SET lock_timeout = '1s'; ALTER TABLE orders ADD COLUMN code text DEFAULT make_code();"
+    assert titles(review(sql, "t", DEFAULT)) == ["OK"]
+    config = ReviewConfig(options={"column.no-volatile-default": {"volatile_functions": ["make_code"]}})
+    assert titles(review(sql, "t", config)) == ["column.no-volatile-default"]
+
+
+def test_affected_rows_use_the_estimator_per_statement() -> None:
+    sql = "UPDATE orders SET a = 1 WHERE b = 2;\nDELETE FROM items WHERE c = 3;\nSELECT 1;"
+    asked: list[str] = []
+
+    def estimate(statement: str) -> int | None:
+        asked.append(statement)
+        return {"UPDATE": 5000, "DELETE": None}[statement.split()[0]]
+
+    (result,) = review(sql, "t", DEFAULT, estimate)
+    assert asked == ["UPDATE orders SET a = 1 WHERE b = 2", "DELETE FROM items WHERE c = 3"]
+    assert (result.title, result.code, result.position) == ("statement.affected-row-limit", 209, Position(1, 1))
+    assert "about 5,000 rows (limit 1,000)" in result.content
+    raised = ReviewConfig(options={"statement.affected-row-limit": {"max_rows": 5000}})
+    assert titles(review(sql, "t", raised, estimate)) == ["OK"]
+    assert titles(review(sql, "t", DEFAULT, None)) == ["OK"]
+
+
+def test_config_from_project_settings() -> None:
+    config = ReviewConfig.from_project_settings(
+        {
+            "ci_sampling_size": 3,
+            "sql_review": {
+                "rules": {
+                    "statement.affected-row-limit": {"level": "ERROR", "max_rows": 10},
+                    "naming.table": {"level": "DISABLED"},
+                }
+            },
+        }
+    )
+    assert config.levels == {"statement.affected-row-limit": "ERROR", "naming.table": "DISABLED"}
+    assert config.options["statement.affected-row-limit"] == {"max_rows": 10}
+    assert ReviewConfig.from_project_settings({}) == ReviewConfig()
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ({"statement.where-require": {"level": "ERROR"}}, "did you mean 'statement.where-require-update-delete'"),
+        ({"no.such-rule": {}}, "unknown sql_review rule 'no.such-rule'"),
+        ({"naming.table": {"level": "error"}}, "bad level 'error'"),
+        ({"naming.table": {"level": "FATAL"}}, "expected one of ERROR, WARNING, DISABLED"),
+        ({"naming.table": {"patern": "x"}}, "option 'patern' is unknown (known options: pattern)"),
+        ({"naming.table": {"pattern": "("}}, "not a valid regular expression"),
+        ({"statement.affected-row-limit": {"max_rows": "many"}}, "must be an integer >= 0"),
+        ({"statement.affected-row-limit": {"max_rows": -1}}, "must be an integer >= 0"),
+        ({"statement.affected-row-limit": {"max_rows": True}}, "must be an integer >= 0"),
+        ({"column.no-volatile-default": {"volatile_functions": "random"}}, "must be a list of strings"),
+        ({"naming.table": "WARNING"}, "expected an object"),
+    ],
+)
+def test_bad_settings_raise_a_clear_value_error(rules: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ReviewConfig.from_project_settings({"sql_review": {"rules": rules}})
+
+
+def test_bad_settings_shape() -> None:
+    with pytest.raises(ValueError, match="sql_review"):
+        ReviewConfig.from_project_settings({"sql_review": ["naming.table"]})
+    with pytest.raises(ValueError, match="unknown sql_review rule"):
+        ReviewConfig(levels={"nope": "ERROR"})
+
+
+def test_estimator_errors_propagate() -> None:
+    def broken(statement: str) -> int | None:
+        raise RuntimeError("target unreachable")
+
+    with pytest.raises(RuntimeError, match="unreachable"):
+        review("DELETE FROM t WHERE a = 1", "t", DEFAULT, broken)
+
+
+def _assert_well_formed(results: list[CheckResult]) -> None:
+    assert isinstance(results, list) and results
+    for result in results:
+        assert result.type == CheckType.STATEMENT_ADVISE and result.target == "t"
+        assert result.position is None or (result.position.line >= 1 and result.position.column >= 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_arbitrary_text_never_raises(text: str) -> None:
+    _assert_well_formed(review(text, "t", DEFAULT, lambda sql: 10**9))
+
+
+EXAMPLES = [sql for rule in ALL_RULES for sql in (*rule.bad, *rule.good)]
+JUNK = ["\x00", "'", '"', "$$", "$a$", "/*", "*/", "--", ";", "é", "日本", "\n", "(", "U&\"", "E'\\", "ü\"x"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(EXAMPLES) | st.sampled_from(JUNK) | st.text(max_size=5), max_size=8))
+def test_sql_like_scripts_never_raise(pieces: list[str]) -> None:
+    _assert_well_formed(review(";\n".join(pieces), "t", DEFAULT, lambda sql: 10**9))
+
+
+def test_deeply_nested_statement_does_not_overflow_the_stack() -> None:
+    # pglast builds trees recursively in C: on a default 8 MB stack this depth is a segfault.
+    (result,) = review("SELECT " + "1 +" * 30_000 + " 1", "t", DEFAULT)
+    assert result.title == "OK"
+
+
+def test_lone_surrogate_is_a_syntax_error() -> None:
+    (result,) = review("SELECT 1;\nSELECT '\udc80';", "t", DEFAULT)
+    assert (result.title, result.position) == ("Syntax error", Position(2, 9))
