@@ -35,8 +35,9 @@ task_send_sent_event = True
 include = ["plancheck.scheduler.tasks"]
 worker_hijack_root_logger = False
 
-# Beat keeps nothing on disk: any number of beats may run, and a missed or doubled tick is harmless.
-beat_scheduler = "celery.beat:Scheduler"
+# Beat keeps nothing on disk (an in-memory scheduler that records a heartbeat row in PostgreSQL):
+# any number of beats may run, and a missed or doubled tick is harmless.
+beat_scheduler = "plancheck.scheduler.beat:Scheduler"
 beat_schedule = {
     "claim": {
         "task": "plancheck.claim",

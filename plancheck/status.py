@@ -1,0 +1,165 @@
+"""`plancheck status`: is this deployment healthy? One probe per moving part, each bounded in time.
+
+Probes: the metadata database (reachable, at the Alembic head), the broker, workers answering a
+ping, a beat seen recently, and the backlog. Details never contain a password: URLs are shown with
+the password masked and error texts pass through `redact`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from celery import Celery
+from kombu import Connection as BrokerConnection
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, ProgrammingError, SQLAlchemyError
+
+from plancheck.redact import redact, url_secrets
+from plancheck.settings import Settings
+from plancheck.store import beats, db
+from plancheck.store import metrics as queries
+
+# Beat records a heartbeat every 5 s; this much silence means no beat is scheduling claims.
+BEAT_STALE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Health:
+    checks: list[Check]
+
+    @property
+    def healthy(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"healthy": self.healthy, "checks": [asdict(check) for check in self.checks]}
+
+
+def safe_url(url: str) -> str:
+    """`url` with its password masked, for display."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as nothing rather than leaked
+        return "<unparsable URL>"
+
+
+def _error(exc: BaseException, *urls: str) -> str:
+    """One line naming the error, with the passwords of `urls` (and of any URL in it) masked."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    secrets = [secret for url in urls for secret in url_secrets(url)]
+    return redact(f"{type(exc).__name__}: {first_line}"[:300], *secrets)
+
+
+def _with_connect_timeout(url: str, timeout: float) -> str:
+    parsed = make_url(url)
+    return parsed.update_query_dict({"connect_timeout": str(max(1, round(timeout)))}).render_as_string(
+        hide_password=False
+    )
+
+
+def check_database(settings: Settings, timeout: float) -> Check:
+    url = settings.database_url
+    try:
+        current = db.current_revision(_with_connect_timeout(url, timeout))
+        head = db.head_revision(url)
+    except SQLAlchemyError as exc:
+        return Check("database", False, f"unreachable: {safe_url(url)} ({_error(exc, url)})")
+    data = {"revision": current, "head": head}
+    if current != head:
+        return Check("database", False, f"at revision {current}, head is {head}: run `plancheck db upgrade`", data)
+    return Check("database", True, f"{safe_url(url)} at head {head}", data)
+
+
+def check_broker(settings: Settings, timeout: float) -> Check:
+    url = settings.broker_url
+    try:
+        with BrokerConnection(url, connect_timeout=timeout) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors
+        return Check("broker", False, f"unreachable: {safe_url(url)} ({_error(exc, url)})")
+    return Check("broker", True, safe_url(url))
+
+
+def ping_workers(broker_url: str, timeout: float) -> list[str]:
+    """Names of the workers answering a ping on `broker_url` within `timeout` seconds.
+
+    A throwaway app bound to the URL: `control.ping(connection=...)` still publishes through the
+    app's own producer pool, i.e. to the broker of the app's configuration, not to `connection`.
+    """
+    probe = Celery("plancheck-status", broker=broker_url, set_as_current=False)
+    probe.conf.update(accept_content=["json"], broker_connection_timeout=timeout)
+    try:
+        replies = probe.control.ping(timeout=timeout)
+    finally:
+        probe.close()
+    return sorted(name for reply in replies for name in reply)
+
+
+def check_workers(settings: Settings, timeout: float) -> Check:
+    url = settings.broker_url
+    try:
+        names = ping_workers(url, timeout)
+    except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors
+        return Check("workers", False, f"ping failed ({_error(exc, url)})")
+    if not names:
+        return Check("workers", False, f"no worker answered a ping within {timeout:g}s", {"workers": []})
+    return Check("workers", True, f"{len(names)} answering: {', '.join(names)}", {"workers": names})
+
+
+def check_beat(seen: list[beats.BeatSeen]) -> Check:
+    data = {"beats": [{"name": beat.name, "age_seconds": round(beat.age_seconds, 3)} for beat in seen]}
+    if not seen:
+        return Check("beat", False, "no beat has ever recorded a heartbeat", data)
+    alive = [beat for beat in seen if beat.age_seconds <= BEAT_STALE_SECONDS]
+    newest = seen[0].age_seconds
+    data["last_seen_age_seconds"] = round(newest, 3)
+    if not alive:
+        return Check("beat", False, f"last seen {newest:.0f}s ago (stale after {BEAT_STALE_SECONDS:g}s)", data)
+    return Check("beat", True, f"{len(alive)} alive, last seen {newest:.1f}s ago", data)
+
+
+def check_backlog(backlog: queries.Backlog) -> Check:
+    """Informational: a backlog is normal under load; dead workers or beats fail their own checks."""
+    data = {"available": backlog.available, "oldest_available_age_seconds": backlog.oldest_age_seconds}
+    if not backlog.available:
+        return Check("backlog", True, "0 AVAILABLE", data)
+    return Check("backlog", True, f"{backlog.available} AVAILABLE, oldest waiting {backlog.oldest_age_seconds:.1f}s", data)
+
+
+def _database_checks(settings: Settings, timeout: float) -> list[Check]:
+    url = settings.database_url
+    try:
+        with queries.probe_engine(url, max(1, round(timeout))).connect() as conn:
+            backlog = queries.backlog(conn)
+            try:
+                with conn.begin_nested():
+                    seen = beats.seen(conn)
+            except ProgrammingError:
+                return [Check("beat", False, "unknown: no beat_heartbeat table (database not at head)"),
+                        check_backlog(backlog)]
+    except SQLAlchemyError:
+        reason = "unknown: database unreachable"
+        return [Check("beat", False, reason), Check("backlog", False, reason)]
+    return [check_beat(seen), check_backlog(backlog)]
+
+
+def check_all(settings: Settings, timeout: float = 1.0) -> Health:
+    """Every probe; each gives up within about `timeout` seconds (a connect at least 1 s)."""
+    checks = [check_database(settings, timeout), check_broker(settings, timeout)]
+    if checks[1].ok:
+        checks.append(check_workers(settings, timeout))
+    else:
+        checks.append(Check("workers", False, "unknown: broker unreachable"))
+    checks.extend(_database_checks(settings, timeout))
+    return Health(checks)

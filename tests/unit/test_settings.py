@@ -1,0 +1,116 @@
+"""Settings from the environment: defaults, and a clear error naming the variable for a bad value."""
+
+from __future__ import annotations
+
+import pytest
+
+from plancheck.settings import (
+    DEFAULT_BROKER_URL,
+    DEFAULT_DATABASE_URL,
+    SettingsError,
+    load_settings,
+    sqlalchemy_url,
+)
+
+
+def test_defaults() -> None:
+    settings = load_settings({})
+    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert settings.broker_url == DEFAULT_BROKER_URL
+    assert settings.heartbeat_seconds < settings.lease_seconds
+    assert settings.claim_batch >= 1 and settings.max_attempts >= 1 and settings.chunk_size >= 1
+    assert min(settings.claim_interval, settings.reap_interval, settings.relay_interval) > 0
+    assert settings.log_format == "text"
+
+
+def test_empty_values_mean_default() -> None:
+    """docker-compose passes unset tunables through as empty strings."""
+    names = ["PLANCHECK_DATABASE_URL", "PLANCHECK_BROKER_URL", "PLANCHECK_CLAIM_BATCH", "PLANCHECK_CLAIM_INTERVAL",
+             "PLANCHECK_LEASE_SECONDS", "PLANCHECK_HEARTBEAT_SECONDS", "PLANCHECK_MAX_ATTEMPTS", "PLANCHECK_LOG_FORMAT"]
+    assert load_settings(dict.fromkeys(names, "")) == load_settings({})
+
+
+def test_values_are_read() -> None:
+    settings = load_settings(
+        {
+            "PLANCHECK_DATABASE_URL": "postgresql://alice:pw@db:5432/meta",
+            "PLANCHECK_BROKER_URL": "redis://redis:6379/3",
+            "PLANCHECK_CLAIM_BATCH": "7",
+            "PLANCHECK_CLAIM_INTERVAL": "0.5",
+            "PLANCHECK_REAP_INTERVAL": "3",
+            "PLANCHECK_RELAY_INTERVAL": "4",
+            "PLANCHECK_LEASE_SECONDS": "30",
+            "PLANCHECK_HEARTBEAT_SECONDS": "5",
+            "PLANCHECK_MAX_ATTEMPTS": "4",
+            "PLANCHECK_CHUNK_SIZE": "9",
+            "PLANCHECK_LOG_FORMAT": "json",
+        }
+    )
+    assert settings.database_url == "postgresql+psycopg://alice:pw@db:5432/meta"
+    assert settings.broker_url == "redis://redis:6379/3"
+    assert (settings.claim_batch, settings.claim_interval, settings.reap_interval, settings.relay_interval) == (
+        7, 0.5, 3.0, 4.0,
+    )
+    assert (settings.lease_seconds, settings.heartbeat_seconds, settings.max_attempts) == (30.0, 5.0, 4)
+    assert (settings.chunk_size, settings.log_format) == (9, "json")
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("postgresql://u@h/d", "postgresql+psycopg://u@h/d"),
+        ("postgres://u@h/d", "postgresql+psycopg://u@h/d"),
+        ("postgresql+psycopg://u@h/d", "postgresql+psycopg://u@h/d"),
+    ],
+)
+def test_libpq_urls_get_the_psycopg_driver(url: str, expected: str) -> None:
+    assert sqlalchemy_url(url) == expected
+    assert load_settings({"PLANCHECK_DATABASE_URL": url}).database_url == expected
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("PLANCHECK_CLAIM_BATCH", "many"),
+        ("PLANCHECK_CLAIM_BATCH", "1.5"),
+        ("PLANCHECK_CLAIM_BATCH", "0"),
+        ("PLANCHECK_CLAIM_BATCH", "-3"),
+        ("PLANCHECK_CLAIM_INTERVAL", "soon"),
+        ("PLANCHECK_CLAIM_INTERVAL", "-1"),
+        ("PLANCHECK_REAP_INTERVAL", "0"),
+        ("PLANCHECK_RELAY_INTERVAL", "x"),
+        ("PLANCHECK_LEASE_SECONDS", "-15"),
+        ("PLANCHECK_LEASE_SECONDS", "ten"),
+        ("PLANCHECK_HEARTBEAT_SECONDS", "-1"),
+        ("PLANCHECK_MAX_ATTEMPTS", "0"),
+        ("PLANCHECK_MAX_ATTEMPTS", "three"),
+        ("PLANCHECK_CHUNK_SIZE", "-1"),
+        ("PLANCHECK_DATABASE_URL", "mysql://u@h/d"),
+        ("PLANCHECK_DATABASE_URL", "sqlite:///plancheck.db"),
+        ("PLANCHECK_DATABASE_URL", "not a url"),
+        ("PLANCHECK_BROKER_URL", "amqp://guest@rabbit//"),
+        ("PLANCHECK_BROKER_URL", "not a url"),
+        ("PLANCHECK_LOG_FORMAT", "xml"),
+    ],
+)
+def test_bad_value_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({name: value})
+    assert name in str(error.value)
+
+
+@pytest.mark.parametrize("heartbeat, lease", [("15", "15"), ("20", "15"), ("2", "1.5")])
+def test_heartbeat_must_be_shorter_than_lease(heartbeat: str, lease: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({"PLANCHECK_HEARTBEAT_SECONDS": heartbeat, "PLANCHECK_LEASE_SECONDS": lease})
+    assert "PLANCHECK_HEARTBEAT_SECONDS" in str(error.value) and "PLANCHECK_LEASE_SECONDS" in str(error.value)
+
+
+def test_database_password_is_not_in_the_error() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({"PLANCHECK_DATABASE_URL": "mysql://alice:Hunter2-Needle@db/app"})
+    assert "Hunter2-Needle" not in str(error.value)
+
+
+def test_settings_error_is_a_value_error() -> None:
+    assert issubclass(SettingsError, ValueError)
