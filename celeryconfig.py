@@ -33,7 +33,6 @@ worker_send_task_events = True
 task_send_sent_event = True
 
 include = ["plancheck.scheduler.tasks"]
-worker_hijack_root_logger = False
 
 # Beat keeps nothing on disk (an in-memory scheduler that records a heartbeat row in PostgreSQL):
 # any number of beats may run, and a missed or doubled tick is harmless.

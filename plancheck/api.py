@@ -15,6 +15,7 @@ from plancheck.checks.groups import InvalidExpression, compile_expression
 from plancheck.checks.instance import list_databases, resolve_url, validate_url
 from plancheck.checks.targets import InvalidPlan, validate_specs
 from plancheck.errors import InvalidInput, NotFound
+from plancheck.logs import state_change
 from plancheck.scheduler.work import group_members, project_databases
 from plancheck.settings import Settings, load_settings
 from plancheck.store import catalog, db, followups, runs
@@ -243,7 +244,10 @@ class Plancheck:
         with self.engine.begin() as conn:
             for plan_id in plan_ids:
                 catalog.require_plan(conn, plan_id)
-            return runs.cancel(conn, plan_ids)
+            cancelled = runs.cancel(conn, plan_ids)
+        for run in cancelled:
+            state_change("cancelled", run.id, run.plan_id)
+        return [run.plan_id for run in cancelled]
 
     # -- issues and rollouts ----------------------------------------------------------------------
     def create_issue(self, plan_id: int) -> followups.IssueView:

@@ -42,8 +42,12 @@ class Process:
         return self.log_path.read_text(errors="replace")
 
     def signal(self, signum: int) -> None:
+        """Signal the process as a supervisor would; SIGKILL takes its whole group (pool children too)."""
         if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signum)
+            if signum == signal.SIGKILL:
+                os.killpg(self.popen.pid, signum)
+            else:
+                os.kill(self.popen.pid, signum)
 
     def stop(self, timeout: float = 20) -> None:
         self.signal(signal.SIGTERM)

@@ -1,6 +1,23 @@
 """The Celery application; `celery -A plancheck` finds it as `plancheck.app`."""
 
+from __future__ import annotations
+
+import logging
+from typing import Any
+
 from celery import Celery
+from celery.signals import after_setup_logger
+
+from plancheck.logs import JsonFormatter
+from plancheck.settings import load_settings
 
 app = Celery("plancheck")
 app.config_from_object("celeryconfig")
+
+
+@after_setup_logger.connect
+def _json_log_lines(logger: logging.Logger, **kwargs: Any) -> None:
+    """With PLANCHECK_LOG_FORMAT=json, workers and beats write every log line as a JSON object."""
+    if load_settings().log_format == "json":
+        for handler in logger.handlers:
+            handler.setFormatter(JsonFormatter())

@@ -45,6 +45,12 @@ class Reaped:
 
 
 @dataclass(frozen=True)
+class Cancelled:
+    id: int
+    plan_id: int
+
+
+@dataclass(frozen=True)
 class Progress:
     targets_done: int
     targets_total: int | None
@@ -342,12 +348,12 @@ def _enqueue_follow_ups(conn: Connection, plan_id: int, run_id: int, generation:
         conn.execute(_ENQUEUE_FOLLOW_UP, {"kind": kind, "plan_id": plan_id, "dedupe_key": key, "payload": payload})
 
 
-def cancel(conn: Connection, plan_ids: Sequence[int]) -> list[int]:
+def cancel(conn: Connection, plan_ids: Sequence[int]) -> list[Cancelled]:
     """Cancel the AVAILABLE or RUNNING runs of these plans; finished runs are never touched."""
     rows = conn.execute(_CANCEL, {"plan_ids": list(plan_ids)}).all()
     if rows:
         conn.execute(_CLOSE_OPEN_ATTEMPTS, {"run_ids": [row.id for row in rows], "outcome": "CANCELED"})
-    return [int(row.plan_id) for row in rows]
+    return [Cancelled(row.id, row.plan_id) for row in rows]
 
 
 def reap(conn: Connection, max_attempts: int, batch: int) -> list[Reaped]:
