@@ -108,6 +108,12 @@ def summary_text(summary: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def first_sentence(message: str, minimum: int = 20) -> str:
+    """The message up to its first ': ', '. ' or '; ' past `minimum` characters (compact reports)."""
+    cuts = [index for sep in (": ", ". ", "; ") if (index := message.find(sep, minimum)) != -1]
+    return message[: min(cuts)] + " …" if cuts else message
+
+
 def duration_text(started: Any, finished: Any) -> str:
     if isinstance(started, str):
         started = datetime.fromisoformat(started)
@@ -153,33 +159,36 @@ def key_value_table(rows: Mapping[str, Any], title: str | None = None) -> Table:
     return table
 
 
+def labels_text(labels: Mapping[str, Any] | None) -> str:
+    return ", ".join(f"{key}={value}" for key, value in sorted((labels or {}).items()))
+
+
 def databases_table(databases: Sequence[Mapping[str, Any]], title: str = "Databases") -> Table:
     table = Table(title=title)
     table.add_column("target", style="bold")
     table.add_column("environment")
     table.add_column("labels")
     for database in databases:
-        labels = ", ".join(f"{key}={value}" for key, value in sorted((database.get("labels") or {}).items()))
-        table.add_row(escape(database["target"]), escape(str(database.get("environment") or "")), escape(labels))
+        table.add_row(escape(database["target"]), escape(str(database.get("environment") or "")),
+                      escape(labels_text(database.get("labels"))))
     return table
 
 
-def target_table(group: TargetResults) -> Table:
-    """One target's findings: level, rule, line:col, message."""
-    errors, warnings = group.count("ERROR"), group.count("WARNING")
-    table = Table(title=f"[bold]{escape(group.target)}[/]  ({errors} error(s), {warnings} warning(s))",
-                  title_justify="left", expand=False)
+def target_table(group: TargetResults, compact: bool = False) -> Table:
+    """One target's findings: level, rule, line:col, message (its first sentence when compact)."""
+    table = Table(expand=False)
     table.add_column("level", no_wrap=True)
     table.add_column("rule")
     table.add_column("line:col", no_wrap=True, justify="right")
     table.add_column("message", overflow="fold")
     for finding in group.findings:
         level = str(finding.get("status", ""))
+        content = str(finding.get("content", ""))
         table.add_row(
             f"[{LEVEL_STYLE.get(level, '')}]{escape(level)}[/]",
             escape(str(finding.get("title", ""))),
             position_text(finding),
-            escape(str(finding.get("content", ""))),
+            escape(first_sentence(content) if compact else content),
         )
     if not group.findings:
         table.add_row("", "", "", "[dim]no findings[/]")
@@ -214,10 +223,12 @@ def status_line(checks: Checks) -> str:
     return line
 
 
-def render_checks(console: Console, checks: Checks, show_attempts: bool = True) -> None:
+def render_checks(console: Console, checks: Checks, show_attempts: bool = True, compact: bool = False) -> None:
     """The readable report of a plan's checks: one table per target, its summary line, the verdict."""
     for group in group_results(checks.results):
-        console.print(target_table(group))
+        console.print(f"[bold]{escape(group.target)}[/]  {group.count('ERROR')} error(s), "
+                      f"{group.count('WARNING')} warning(s)")
+        console.print(target_table(group, compact))
         for summary in group.summaries:
             style = LEVEL_STYLE.get(str(summary.get("status")), "")
             console.print(f"  [bold]summary[/] [{style}]{escape(summary_text(summary))}[/]")
@@ -249,7 +260,8 @@ class WaitProgress:
 
     def update(self, checks: Checks) -> None:
         elapsed = time.monotonic() - self.started
-        text = f"plan {self.plan_id}: " + progress_text(checks.status, checks.targets_done, checks.targets_total, elapsed)
+        progress = progress_text(checks.status, checks.targets_done, checks.targets_total, elapsed)
+        text = f"plan {self.plan_id}: {progress}"
         if self._status is not None:
             self._status.update(escape(text))
             return

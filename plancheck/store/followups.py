@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 
@@ -93,7 +93,7 @@ def find_approval(conn: Connection, plan_id: int, payload: dict[str, Any] | None
                 approval_status = CASE WHEN jsonb_array_length(:approvers) = 0 THEN 'APPROVED' ELSE 'PENDING' END
             WHERE id = :id
             """
-        ).bindparams(approvers=JSONB),
+        ).bindparams(bindparam("approvers", type_=JSONB)),
         {"risk": approval.risk, "approvers": approval.approvers, "generation": run.generation, "id": issue.id},
     )
 

@@ -1,0 +1,145 @@
+"""`plancheck db|project|instance|database|group …`: the catalog a plan's targets come from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from plancheck.cli import render
+from plancheck.cli.common import JsonOption, api, emit, fail, parse_labels, read_bytes, stdout
+from plancheck.redact import redact_urls
+
+db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
+project_app = typer.Typer(help="Projects: settings (SQL review rule levels) and their databases.", no_args_is_help=True)
+instance_app = typer.Typer(help="PostgreSQL instances whose databases plans target.", no_args_is_help=True)
+database_app = typer.Typer(help="Databases: project, environment and labels.", no_args_is_help=True)
+group_app = typer.Typer(help="Database groups: a CEL expression selects a project's databases.", no_args_is_help=True)
+
+ProjectArg = Annotated[str, typer.Argument(metavar="PROJECT", help="Project key.")]
+GroupArg = Annotated[str, typer.Argument(metavar="KEY", help="Group key.")]
+ProjectOption = Annotated[str | None, typer.Option("--project", "-p", help="Project key.")]
+
+
+# -- db -------------------------------------------------------------------------------------------
+@db_app.command("upgrade")
+def db_upgrade(json_output: JsonOption = False) -> None:
+    """Create or migrate the metadata database schema (PLANCHECK_DATABASE_URL) to the latest revision."""
+    plancheck = api()
+    revision = plancheck.upgrade_database()
+    url = redact_urls(plancheck.settings.database_url)
+    emit(json_output, {"revision": revision, "database_url": url},
+         f"metadata database {url} is at revision [bold]{revision}[/]")
+
+
+# -- project --------------------------------------------------------------------------------------
+def _project_settings(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        settings = json.loads(read_bytes(path, "settings file"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        fail(f"settings file {str(path)!r} is not valid JSON: {exc}")
+    if not isinstance(settings, dict):
+        fail(f"settings file {str(path)!r} must hold a JSON object")
+    return settings
+
+
+@project_app.command("create")
+def project_create(
+    key: Annotated[str, typer.Argument(metavar="KEY", help="Project key: letters, digits, '-' or '_'.")],
+    title: Annotated[str | None, typer.Option(help="Title (default: the key).")] = None,
+    settings: Annotated[Path | None, typer.Option("--settings", help="Project settings, a JSON file.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Create a project."""
+    project_id = api().create_project(key, title, _project_settings(settings))
+    emit(json_output, {"project_id": project_id, "key": key}, f"project [bold]{key}[/] created (id {project_id})")
+
+
+@project_app.command("archive")
+def project_archive(key: Annotated[str, typer.Argument(metavar="KEY")], json_output: JsonOption = False) -> None:
+    """Archive a project: it takes no new plans."""
+    api().set_project_archived(key, True)
+    emit(json_output, {"key": key, "archived": True}, f"project [bold]{key}[/] archived")
+
+
+# -- instance -------------------------------------------------------------------------------------
+@instance_app.command("add")
+def instance_add(
+    key: Annotated[str, typer.Argument(metavar="KEY", help="Instance key: letters, digits, '-' or '_'.")],
+    url: Annotated[str, typer.Option("--url", help="postgresql://user[:password]@host:port/database")],
+    env: Annotated[str, typer.Option("--env", help="Environment of its databases, e.g. test or prod.")] = "test",
+    password_env: Annotated[
+        str | None, typer.Option("--password-env", help="Read the password from this environment variable.")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Register a PostgreSQL instance (the URL's password is stored, never printed)."""
+    instance_id = api().add_instance(key, url, env, password_env)
+    shown = redact_urls(url)
+    emit(json_output, {"instance_id": instance_id, "key": key, "url": shown, "environment": env,
+                       "password_env": password_env},
+         f"instance [bold]{key}[/] added (id {instance_id}, {escape(shown)}, environment {env})")
+
+
+@instance_app.command("sync")
+def instance_sync(
+    key: Annotated[str, typer.Argument(metavar="KEY")], project: ProjectOption = None, json_output: JsonOption = False
+) -> None:
+    """Register every database the instance holds (optionally into a project)."""
+    names = api().sync_instance(key, project)
+    emit(json_output, {"instance": key, "project": project, "databases": names},
+         f"instance [bold]{key}[/]: {len(names)} database(s) registered: {', '.join(names)}")
+
+
+# -- database -------------------------------------------------------------------------------------
+@database_app.command("set")
+def database_set(
+    target: Annotated[str, typer.Argument(metavar="INSTANCE/DB", help="The database, as INSTANCE/DATABASE.")],
+    project: ProjectOption = None,
+    env: Annotated[str | None, typer.Option("--env", help="Environment, e.g. test or prod.")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", help="key=value; repeat for more (replaces all labels).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Set a database's project, environment or labels."""
+    labels = parse_labels(label)
+    api().set_database(target, project, env, labels)
+    changed = {"project": project, "environment": env, "labels": labels}
+    data = {"target": target, **{key: value for key, value in changed.items() if value is not None}}
+    shown = {**data, **({"labels": render.labels_text(labels)} if labels is not None else {})}
+    emit(json_output, data, render.key_value_table(shown))
+
+
+@database_app.command("list")
+def database_list(project: ProjectOption = None, json_output: JsonOption = False) -> None:
+    """List registered databases (of one project with --project)."""
+    databases = api().list_databases(project)
+    emit(json_output, {"databases": databases}, render.databases_table(databases))
+
+
+# -- group ----------------------------------------------------------------------------------------
+@group_app.command("create")
+def group_create(
+    project: ProjectArg,
+    key: GroupArg,
+    expr: Annotated[str, typer.Option("--expr", help='CEL, e.g. resource.database_name.startsWith("shop_")')],
+    json_output: JsonOption = False,
+) -> None:
+    """Create a database group in a project."""
+    group_id = api().create_group(project, key, expr)
+    emit(json_output, {"group_id": group_id, "project": project, "key": key, "expression": expr},
+         f"group [bold]{key}[/] created in project {project} (id {group_id})")
+
+
+@group_app.command("show")
+def group_show(project: ProjectArg, key: GroupArg, json_output: JsonOption = False) -> None:
+    """The databases the group matches now."""
+    members = api().show_group(project, key)
+    emit(json_output, {"project": project, "group": key, "databases": members},
+         render.databases_table(members, title=f"Group {key} ({len(members)} database(s))"))
