@@ -9,14 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from plancheck.api import Plancheck
 from plancheck.store.db import head_revision
-from plancheck.checks.session import libpq_url
+from tests.integration.helpers import make_target
 from tests.processes import REPO_ROOT, Cluster
 
 CLEAN_SQL = "SELECT id FROM items WHERE id = 1;\n"
@@ -52,16 +51,6 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], *fragments: st
 def count(api: Plancheck, table: str) -> int:
     with api.engine.connect() as conn:
         return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
-
-
-def make_target(create_database: Callable[[str], str], rows: int = 1000) -> tuple[str, str]:
-    """A database with an analyzed `items` table of `rows` rows; returns (SQLAlchemy URL, name)."""
-    url = create_database("cli")
-    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
-        conn.execute("CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, price numeric)")
-        conn.execute("INSERT INTO items SELECT g, 'item ' || g, g %% 100 FROM generate_series(1, %s) g", (rows,))
-        conn.execute("ANALYZE items")
-    return url, make_url(url).database or ""
 
 
 @pytest.fixture
