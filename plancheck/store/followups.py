@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from plancheck import risk
 from plancheck.errors import Conflict, NotFound
+from plancheck.redact import redact_urls
 from plancheck.store import catalog, runs
 
 log = logging.getLogger(__name__)
@@ -141,23 +142,35 @@ HANDLERS: dict[str, Callable[[Connection, int, dict[str, Any]], None]] = {
 }
 
 
+_PENDING = text(
+    """
+    SELECT id, kind, plan_id, payload FROM outbox
+    WHERE delivered_at IS NULL AND next_attempt_at <= now()
+    ORDER BY next_attempt_at, id LIMIT :batch FOR UPDATE SKIP LOCKED
+    """
+)
+
+# A failing follow-up waits 2, 4, 8 … seconds, at most 5 minutes, so it never blocks the others.
+_BACK_OFF = text(
+    """
+    UPDATE outbox SET failures = failures + 1, last_error = :error,
+        next_attempt_at = now() + make_interval(secs => least(power(2, failures + 1), 300))
+    WHERE id = :id
+    """
+)
+
+
 def relay(conn: Connection, batch: int) -> int:
-    """Apply up to `batch` pending follow-ups, oldest first; each is marked delivered in the
-    transaction that applies it. A failing one stays pending and is retried by the next relay."""
-    rows = conn.execute(
-        text(
-            "SELECT id, kind, plan_id, payload FROM outbox WHERE delivered_at IS NULL "
-            "ORDER BY id LIMIT :batch FOR UPDATE SKIP LOCKED"
-        ),
-        {"batch": batch},
-    ).all()
+    """Apply up to `batch` due follow-ups, oldest first; each is marked delivered in the transaction
+    that applies it. A failing one backs off and is retried by a later relay."""
     delivered = 0
-    for row in rows:
+    for row in conn.execute(_PENDING, {"batch": batch}).all():
         try:
             with conn.begin_nested():
                 HANDLERS[row.kind](conn, row.plan_id, row.payload)
                 conn.execute(text("UPDATE outbox SET delivered_at = now() WHERE id = :i"), {"i": row.id})
             delivered += 1
-        except Exception:
-            log.exception("follow-up %s (%s) for plan %s failed; it stays pending", row.id, row.kind, row.plan_id)
+        except Exception as exc:
+            log.exception("follow-up %s (%s) for plan %s failed; it will be retried", row.id, row.kind, row.plan_id)
+            conn.execute(_BACK_OFF, {"id": row.id, "error": f"{type(exc).__name__}: {redact_urls(str(exc))}"[:2000]})
     return delivered

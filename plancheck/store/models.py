@@ -210,7 +210,10 @@ class Outbox(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = _created()
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = _created()
     __table_args__ = (
         CheckConstraint("kind IN ('approval.find', 'rollout.create')", name="outbox_kind_check"),
-        Index("outbox_pending_idx", "id", postgresql_where=text("delivered_at IS NULL")),
+        Index("outbox_pending_idx", "next_attempt_at", "id", postgresql_where=text("delivered_at IS NULL")),
     )

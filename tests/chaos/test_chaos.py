@@ -1,0 +1,290 @@
+"""Chaos: real PostgreSQL, Redis, workers and beats; a steady stream of plans; one fault per test.
+
+After each fault the test waits for quiet (every run terminal, no follow-up pending) and checks the
+invariants with `check_invariants`: every run terminal, every DONE run with exactly one DONE attempt,
+no result overwritten by a stale token, no claim executed twice, every follow-up applied once in
+effect. Each test prints a summary row and appends it to the chaos report (`$CHAOS_REPORT`, or
+`last-run.md` in pytest's base temp dir). Run with `pytest tests/chaos -s` to see the rows.
+
+Settings: the fast intervals of tests/processes.plancheck_env (claim/reap/relay 0.5 s, lease 6 s,
+heartbeat 0.5 s) and PLANCHECK_MAX_ATTEMPTS=5.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import text
+
+from plancheck.store import catalog, followups, runs
+from tests.chaos.conftest import MAX_ATTEMPTS, PROJECT, Chaos
+from tests.chaos.harness import (
+    FAST_SQL,
+    InvariantReport,
+    LockCycler,
+    PlanStream,
+    ScenarioResult,
+    check_invariants,
+    relay_failures,
+    wait_quiet,
+    write_report,
+)
+from tests.processes import wait_for
+
+pytestmark = pytest.mark.chaos
+
+RATE = 10.0  # plans per second
+ISSUE_EVERY = 4  # every ISSUE_EVERY-th plan gets an issue, approved at once
+QUIET_TIMEOUT = 120.0
+
+
+def _running_on(chaos: Chaos, worker: str) -> list[int]:
+    with chaos.engine.connect() as conn:
+        return list(
+            conn.execute(
+                text("SELECT id FROM plan_check_run WHERE status = 'RUNNING' AND started_at IS NOT NULL "
+                     "AND worker LIKE :w ORDER BY id"),
+                {"w": f"{worker}@%"},
+            ).scalars()
+        )
+
+
+def _started_count(chaos: Chaos) -> int:
+    with chaos.engine.connect() as conn:
+        return int(conn.execute(
+            text("SELECT count(*) FROM plan_check_run WHERE status = 'RUNNING' AND started_at IS NOT NULL")
+        ).scalar_one())
+
+
+def _conclude(
+    chaos: Chaos,
+    scenario: str,
+    faults: str,
+    fault_end: float,
+    stream: PlanStream | None = None,
+    lock: LockCycler | None = None,
+    notes: str = "",
+) -> tuple[InvariantReport, float]:
+    """Let the stream finish, wait for quiet, check the invariants, write the summary row."""
+    if stream is not None:
+        stream.join()
+    if lock is not None:
+        lock.stop()
+    not_quiet: AssertionError | None = None
+    try:
+        quiet = wait_quiet(chaos.engine, QUIET_TIMEOUT, since=fault_end, diagnose=lambda: relay_failures(chaos.logs()))
+    except AssertionError as exc:  # still write the row, then fail
+        not_quiet, quiet = exc, float("nan")
+        notes = f"NOT QUIET: {str(exc).splitlines()[0]}; {notes}".rstrip("; ")
+    with_issue = stream.with_issue if stream is not None else ()
+    report = check_invariants(chaos.engine, chaos.logs(), with_issue)
+    details = [f"{dict(report.statuses)}", f"attempts {report.attempts}", f"LOST {report.lost_attempts}",
+               f"duplicate deliveries ignored {report.ignored_deliveries}", f"max_attempts {MAX_ATTEMPTS}"]
+    if stream is not None:
+        details.append(f"issues {len(stream.with_issue)}, rollouts {report.rollouts}")
+        if stream.errors:
+            details.append(f"create errors {dict(stream.errors)}")
+    if report.error_titles:
+        details.append(f"ERROR results {dict(report.error_titles)}")
+    if chaos.cluster.restarts:
+        details.append(f"exited on their own and restarted by the supervisor: {', '.join(chaos.cluster.restarts)}")
+    result = ScenarioResult(
+        scenario, report.runs, faults, report.recovered, report.duplicates_executed + report.duplicate_starts_in_logs,
+        quiet, "; ".join(filter(None, [notes, *details])),
+    )
+    write_report(chaos.report, result)
+    if not_quiet is not None:
+        raise not_quiet
+    assert report.violations == [], report.violations
+    assert report.duplicates_executed == 0
+    assert report.duplicate_starts_in_logs == 0
+    return report, quiet
+
+
+def test_kill_9_worker_mid_check(chaos: Chaos) -> None:
+    chaos.start(workers=2, beats=2)
+    lock = LockCycler(chaos.slow_urls)
+    lock.start()
+    stream = PlanStream(chaos.api, chaos.targets, issue_every=ISSUE_EVERY, rate=RATE, duration=8)
+    stream.start()
+    wait_for(lambda: len(_running_on(chaos, "w1")) >= 2, timeout=30, interval=0.05, message="w1 busy with checks")
+    chaos.cluster.kill(chaos.cluster.alive("w1")[0])
+    fault_end = time.monotonic()
+    with chaos.engine.connect() as conn:  # the executions the kill cut off: still open, nobody else closes them yet
+        victims = list(conn.execute(
+            text("SELECT run_id FROM plan_check_attempt WHERE worker LIKE 'w1@%' AND outcome IS NULL")
+        ).scalars())
+    assert victims
+    chaos.cluster.worker("w3")  # a replacement, as a supervisor would start
+
+    report, _ = _conclude(chaos, "kill -9 a worker mid-check", f"1 worker killed with {len(victims)} checks running",
+                          fault_end, stream, lock)
+    assert report.statuses == {"DONE": report.runs}
+    with chaos.engine.connect() as conn:
+        for run_id in victims:
+            outcomes = conn.execute(
+                text("SELECT outcome FROM plan_check_attempt WHERE run_id = :r ORDER BY id"), {"r": run_id}
+            ).scalars().all()
+            assert outcomes[0] == "LOST" and outcomes[-1] == "DONE", (run_id, outcomes)
+    assert report.recovered >= len(victims)
+
+
+def test_kill_every_beat_then_start_one(chaos: Chaos) -> None:
+    """Without beats, creating plans still dispatches claims; but a claim whose run messages were lost
+    (claimed here directly, messages never sent) waits for a reaper: only a beat brings it back."""
+    _, beats = chaos.start(workers=2, beats=2)
+    lock = LockCycler(chaos.slow_urls)
+    lock.start()
+    stream = PlanStream(chaos.api, chaos.targets, issue_every=ISSUE_EVERY, rate=RATE, duration=6)
+    stream.start()
+    time.sleep(2)
+    for beat in beats:
+        chaos.cluster.kill(beat)
+    fault_start = time.monotonic()
+    with chaos.engine.begin() as conn:
+        # 5 more runs, claimed at once (what the claim statement does to them), and their run
+        # messages lost: nothing but a reaper can bring them back.
+        project = catalog.get_project(conn, PROJECT)
+        sheet = catalog.put_sheet(conn, FAST_SQL)
+        spec = [{"targets": [chaos.targets.fast], "sheet": sheet}]
+        orphans = [runs.create(conn, catalog.create_plan(conn, project.id, "orphan", spec), 1) for _ in range(5)]
+        conn.execute(
+            text("UPDATE plan_check_run SET status = 'RUNNING', token = gen_random_uuid(), claimed_at = now(), "
+                 "lease_expires_at = now() + make_interval(secs => :lease) WHERE id = ANY(:ids)"),
+            {"ids": orphans, "lease": chaos.api.settings.lease_seconds},
+        )
+    time.sleep(chaos.api.settings.lease_seconds + 2)  # the orphans' leases expire: nobody reaps them
+    with chaos.engine.connect() as conn:
+        stuck = conn.execute(
+            text("SELECT count(*) FROM plan_check_run WHERE id = ANY(:ids) AND status = 'RUNNING' "
+                 "AND started_at IS NULL AND lease_expires_at < now()"), {"ids": orphans}
+        ).scalar_one()
+    assert stuck == len(orphans), "no beat is alive, yet the orphaned claims were reaped"
+    chaos.cluster.beat("b3")
+    fault_end = time.monotonic()
+
+    report, _ = _conclude(
+        chaos, "kill every beat, then start one",
+        f"2 beats killed for {fault_end - fault_start:.0f} s; 5 claims' run messages lost meanwhile",
+        fault_end, stream, lock,
+    )
+    assert report.statuses == {"DONE": report.runs}
+    logs = "\n".join(chaos.logs())
+    for run_id in orphans:
+        assert f"reaped run_id={run_id} " in logs
+    with chaos.engine.connect() as conn:
+        attempts = conn.execute(
+            text("SELECT run_id, attempt, outcome FROM plan_check_attempt WHERE run_id = ANY(:ids) ORDER BY run_id"),
+            {"ids": orphans},
+        ).all()
+    # A claim that never started is no attempt: each orphan ran once, as attempt 1.
+    assert [(a.attempt, a.outcome) for a in attempts] == [(1, "DONE")] * len(orphans)
+    assert report.recovered >= len(orphans)
+
+
+def test_flushall_and_restart_redis(chaos: Chaos) -> None:
+    chaos.start(workers=2, beats=2)
+    lock = LockCycler(chaos.slow_urls)
+    lock.start()
+    stream = PlanStream(chaos.api, chaos.targets, issue_every=ISSUE_EVERY, rate=RATE, duration=8)
+    stream.start()
+    wait_for(lambda: _started_count(chaos) >= 3 and chaos.redis.queued_runs() >= 3, timeout=30, interval=0.05,
+             message="checks running and run messages queued")
+    lost_runs = chaos.redis.queued_runs()
+    lost = chaos.redis.flushall()
+    old, new = chaos.redis.restart(down_seconds=1.0)
+    assert old != new
+    fault_end = time.monotonic()
+
+    report, _ = _conclude(
+        chaos, "FLUSHALL Redis + restart",
+        f"1 flush ({lost} queued/unacked messages lost, {lost_runs}+ of them run messages), 1 restart (1 s down)",
+        fault_end, stream, lock,
+    )
+    assert report.statuses == {"DONE": report.runs}
+    assert report.recovered >= 1  # at least the runs whose message was flushed came back through the lease
+
+
+def test_restart_postgres_while_workers_busy(chaos: Chaos) -> None:
+    chaos.start(workers=2, beats=2)
+    lock = LockCycler(chaos.slow_urls)
+    lock.start()
+    stream = PlanStream(chaos.api, chaos.targets, issue_every=ISSUE_EVERY, rate=RATE, duration=8)
+    stream.start()
+    wait_for(lambda: _started_count(chaos) >= 3, timeout=30, interval=0.05, message="workers busy")
+    busy = _started_count(chaos)
+    old_pid, new_pid = chaos.pg.restart(down_seconds=2.0)
+    fault_end = time.monotonic()
+    assert old_pid != new_pid, "PostgreSQL did not really restart"
+
+    report, _ = _conclude(chaos, "restart PostgreSQL", f"1 restart (2 s down, {busy} checks running)", fault_end,
+                          stream, lock, notes=f"postmaster {old_pid} -> {new_pid}")
+    assert set(report.statuses) <= {"DONE", "FAILED"}
+    assert report.statuses.get("FAILED", 0) == 0, "a PostgreSQL restart failed runs for good"
+
+
+def test_every_run_message_delivered_twice(chaos: Chaos) -> None:
+    chaos.cluster.worker_app = "tests.chaos.duplicating_app"
+    chaos.start(workers=2, beats=2)
+    lock = LockCycler(chaos.slow_urls)
+    lock.start()
+    stream = PlanStream(chaos.api, chaos.targets, issue_every=ISSUE_EVERY, rate=RATE, duration=6)
+    stream.start()
+    fault_end = time.monotonic() + 6  # the fault lasts as long as the stream
+
+    report, _ = _conclude(chaos, "every run message delivered twice", "every run message published twice",
+                          fault_end, stream, lock)
+    assert report.statuses == {"DONE": report.runs}
+    # Each claim's message arrived twice: one copy started, the other was a logged no-op (a claim
+    # reaped before it started would add two more no-ops, hence >=).
+    assert report.ignored_deliveries >= report.attempts, (report.ignored_deliveries, report.attempts)
+
+
+BACKLOG = 1000
+
+
+def test_three_beats_claim_a_backlog_of_1000(chaos: Chaos) -> None:
+    with chaos.engine.begin() as conn:
+        project = catalog.get_project(conn, PROJECT)
+        sheet = catalog.put_sheet(conn, FAST_SQL)
+        plan_ids = []
+        for _ in range(BACKLOG):
+            plan_id = catalog.create_plan(conn, project.id, "backlog", [{"targets": [chaos.targets.fast], "sheet": sheet}])
+            runs.create(conn, plan_id, 1)
+            plan_ids.append(plan_id)
+        with_issue = plan_ids[::10]
+        for plan_id in with_issue:
+            followups.approve_issue(conn, followups.create_issue(conn, plan_id))
+    started = time.monotonic()
+    chaos.cluster.worker("w1")
+    chaos.cluster.worker("w2")
+    for name in ("b1", "b2", "b3"):
+        chaos.cluster.beat(name)
+    not_quiet: AssertionError | None = None
+    try:
+        quiet = wait_quiet(chaos.engine, 240, since=started, diagnose=lambda: relay_failures(chaos.logs()))
+    except AssertionError as exc:  # still write the row, then fail
+        not_quiet, quiet = exc, float("nan")
+    report = check_invariants(chaos.engine, chaos.logs(), with_issue)
+    with chaos.engine.connect() as conn:
+        claims_per_run = conn.execute(text("SELECT max(attempt), min(attempt) FROM plan_check_run")).one()
+        per_worker = dict(conn.execute(
+            text("SELECT split_part(worker, '@', 1), count(*) FROM plan_check_attempt GROUP BY 1")
+        ).all())
+    write_report(chaos.report, ScenarioResult(
+        "3 beats claim a backlog of 1,000", report.runs, "3 beats (+2 workers) started at once on 1,000 AVAILABLE runs",
+        report.recovered, report.duplicates_executed + report.duplicate_starts_in_logs, quiet,
+        f"{dict(report.statuses)}; executions per run min/max {claims_per_run[1]}/{claims_per_run[0]}; "
+        f"attempts per worker {per_worker}; rollouts {report.rollouts}/{len(with_issue)} issues; "
+        "time measured from process start"
+        + (f"; NOT QUIET: {str(not_quiet).splitlines()[0]}" if not_quiet else ""),
+    ))
+    if not_quiet is not None:
+        raise not_quiet
+    assert report.violations == [], report.violations
+    assert report.statuses == {"DONE": BACKLOG}
+    assert report.duplicates_executed == 0 and report.duplicate_starts_in_logs == 0
+    assert tuple(claims_per_run) == (1, 1), "a run was executed more than once"
+    assert report.attempts == BACKLOG
+    assert set(per_worker) == {"w1", "w2"}
