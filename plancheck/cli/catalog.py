@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from plancheck.cli import render
-from plancheck.cli.common import JsonOption, api, emit, fail, parse_labels, read_bytes, stdout
+from plancheck.cli.common import JsonOption, api, emit, fail, parse_labels, read_bytes
 from plancheck.redact import redact_urls
 
 db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
