@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -25,12 +27,17 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """SQLAlchemy URL of a maintenance database on the test PostgreSQL server."""
+def pg_server_url() -> Iterator[str]:
+    """SQLAlchemy URL of a maintenance database on the test PostgreSQL server.
+
+    The embedded server's data lives outside pytest's temp dir: pytest resets that dir's mode at
+    every session start, which would lock out pgserver's own (non-root) server user.
+    """
     url = os.environ.get("PLANCHECK_TEST_DATABASE_URL")
     if url:
-        return sqlalchemy_url(url)
-    return start_postgres(tmp_path_factory.mktemp("pgdata"), cleanup=True)
+        yield sqlalchemy_url(url)
+        return
+    yield start_postgres(Path(tempfile.mkdtemp(prefix="plancheck-test-pg-")), cleanup=True)
 
 
 @pytest.fixture(scope="session")
