@@ -66,10 +66,10 @@ class Cluster:
     log_dir: Path
     processes: list[Process] = field(default_factory=list)
 
-    def _start(self, name: str, args: list[str]) -> Process:
+    def _start(self, name: str, args: list[str], app: str = "plancheck") -> Process:
         log_path = self.log_dir / f"{name}.log"
         popen = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "plancheck", *args],
+            [sys.executable, "-m", "celery", "-A", app, *args],
             cwd=REPO_ROOT,
             env=self.env,
             stdout=log_path.open("wb"),
@@ -80,11 +80,12 @@ class Cluster:
         self.processes.append(process)
         return process
 
-    def worker(self, name: str, concurrency: int = 2, pool: str = "prefork") -> Process:
+    def worker(self, name: str, concurrency: int = 2, pool: str = "prefork", app: str = "plancheck") -> Process:
         return self._start(
             name,
             ["worker", "-n", f"{name}@%h", "-c", str(concurrency), "-P", pool, "-l", "INFO", "--without-mingle",
              "--without-gossip"],
+            app,
         )
 
     def beat(self, name: str) -> Process:

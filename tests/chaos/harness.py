@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -27,7 +26,7 @@ import redis
 from sqlalchemy import Engine, text
 
 from plancheck.embedded import EmbeddedRedis, free_port, libpq_to_sqlalchemy, start_redis
-from tests.processes import REPO_ROOT, Cluster, Process
+from tests.processes import Cluster, Process
 
 log = logging.getLogger(__name__)
 
@@ -165,30 +164,17 @@ class ChaosCluster(Cluster):
     _supervising: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _start_app(self, name: str, app: str, args: list[str]) -> Process:
-        log_path = self.log_dir / f"{name}.log"
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", app, *args],
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdout=log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        process = Process(name, popen, log_path)
-        with self._lock:
-            self.processes.append(process)
-        return process
+    def _start(self, name: str, args: list[str], app: str = "plancheck") -> Process:
+        with self._lock:  # the supervisor thread reads the process list
+            return super()._start(name, args, app)
 
-    def worker(self, name: str, concurrency: int = 2, pool: str = "prefork") -> Process:
+    def worker(self, name: str, concurrency: int = 2, pool: str = "prefork", app: str | None = None) -> Process:
         self._specs[name] = ("worker", concurrency)
-        args = ["worker", "-n", f"{name}@%h", "-c", str(concurrency), "-P", pool, "-l", "INFO",
-                "--without-mingle", "--without-gossip"]
-        return self._start_app(name, self.worker_app, args)
+        return super().worker(name, concurrency, pool, app or self.worker_app)
 
     def beat(self, name: str) -> Process:
         self._specs[name] = ("beat", 0)
-        return self._start_app(name, "plancheck", ["beat", "-l", "INFO"])
+        return super().beat(name)
 
     def kill(self, process: Process) -> None:
         """kill -9 the process and its pool children (its process group); wait until it is gone."""
