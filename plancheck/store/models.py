@@ -127,6 +127,9 @@ class PlanCheckRun(Base):
         ),
         Index("plan_check_run_claimable_idx", "id", postgresql_where=text("status = 'AVAILABLE'")),
         Index("plan_check_run_lease_idx", "lease_expires_at", postgresql_where=text("status = 'RUNNING'")),
+        Index(
+            "plan_check_run_unstarted_idx", "id", postgresql_where=text("status = 'RUNNING' AND started_at IS NULL")
+        ),
     )
 
 

@@ -109,19 +109,22 @@ _CLOSE_OPEN_ATTEMPTS = text(
 
 # Backpressure: no more than `batch` runs may wait claimed but not started, so a run message never
 # queues in the broker long enough for its lease to lapse while workers are busy.
+# `id = ANY(ARRAY(...))` keeps the claimable rows' subquery a one-off InitPlan: with `id IN (...)` and
+# 100,000 AVAILABLE rows the planner chose a join and a batch-1 claim took 20 ms instead of 1 ms
+# (bench/history.py).
 _CLAIM = text(
     f"""
     UPDATE plan_check_run SET
         status = 'RUNNING', token = gen_random_uuid(), worker = NULL,
         claimed_at = now(), started_at = NULL, lease_expires_at = {_LEASE}, updated_at = now()
-    WHERE id IN (
+    WHERE id = ANY(ARRAY(
         SELECT id FROM plan_check_run WHERE status = 'AVAILABLE'
         ORDER BY id
         LIMIT greatest(:batch - (
             SELECT count(*) FROM plan_check_run WHERE status = 'RUNNING' AND started_at IS NULL
         ), 0)
         FOR UPDATE SKIP LOCKED
-    )
+    ))
     RETURNING id, plan_id, token, attempt
     """
 )
