@@ -1,0 +1,1 @@
+"""plancheck benchmarks: `python -m bench` (or `python bench/run.py`); see bench/README.md."""

@@ -1,0 +1,164 @@
+"""1. Overhead: end-to-end plan check runs per second against raw Celery no-op tasks per second.
+
+Both sides use the same broker (Redis db of the bench), the same Celery settings (bench.noop_app loads
+celeryconfig.py), the same pool and concurrency, and real `celery worker` subprocesses. Each side's
+queue is loaded before its worker starts; the clock starts when the worker logs "ready." and stops
+when the work is done:
+
+* no-op: N `bench.noop` messages published up front; done = the Redis queue and the unacked hash
+  are both empty (every message executed and acked);
+* plancheck: N plans with an AVAILABLE run each (one target, one-statement SQL), one claim message
+  published up front; a beat runs too (as deployed). Done = N runs DONE in PostgreSQL.
+* plancheck via the API: workers already running, one client thread calls `create_plan` N times
+  as fast as it can (each sends its claim at once); clock from the first call to the last DONE.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections import defaultdict
+
+import redis
+
+from bench.common import (
+    CHEAP_SQL,
+    Servers,
+    cluster,
+    deployment,
+    emit,
+    plancheck_env,
+    progress,
+    table,
+    wait_for,
+    wait_ready,
+)
+
+_SUCCEEDED = re.compile(r"Task ([\w.]+)\[[^\]]+\] succeeded in ([0-9.e-]+)s")
+
+
+def task_times(log: str) -> dict[str, list[float]]:
+    """Execution time of every task the worker logged as succeeded, by task name."""
+    times: dict[str, list[float]] = defaultdict(list)
+    for name, seconds in _SUCCEEDED.findall(log):
+        times[name].append(float(seconds))
+    return times
+
+
+def _noop(servers: Servers, count: int, concurrency: int, pool: str) -> tuple[float, dict[str, list[float]]]:
+    from bench.noop_app import app, noop
+
+    servers.flush_redis()
+    client = redis.Redis.from_url(servers.redis_url)
+    # Loading the queue is not timed; no task-sent events from this publisher (workers keep theirs).
+    app.conf.task_send_sent_event = False
+    with app.connection_for_write(servers.redis_url) as connection, app.producer_or_acquire() as producer:
+        del connection
+        for _ in range(count):
+            noop.apply_async(producer=producer)
+    queued = client.llen("celery")
+    if queued != count:
+        raise RuntimeError(f"expected {count} queued no-op messages, found {queued}")
+    env = plancheck_env("postgresql://unused@127.0.0.1/unused", servers.redis_url)
+    with cluster(env, app="bench.noop_app") as running:
+        worker = running.worker("noop", concurrency, pool)
+        started = wait_ready([worker])
+        finished = wait_for(
+            lambda: client.llen("celery") == 0 and client.hlen("unacked") == 0,
+            timeout=600, interval=0.005, what="no-op queue to drain", alive=[worker],
+        )
+        time.sleep(0.2)  # let the log catch up
+        times = task_times(worker.log())
+    servers.flush_redis()
+    return finished - started, times
+
+
+def run(servers: Servers, quick: bool) -> None:
+    concurrency = len(os.sched_getaffinity(0))
+    pool = "prefork"
+    noop_count = 1000 if quick else 5000
+    plan_count = 300 if quick else 1000
+    api_count = 150 if quick else 200
+
+    progress(f"overhead: {noop_count} celery no-ops (-P {pool} -c {concurrency})")
+    noop_seconds, noop_times = _noop(servers, noop_count, concurrency, pool)
+    noop_rate = noop_count / noop_seconds
+
+    with deployment(servers, "ovh") as dep:
+        progress(f"overhead: {plan_count} plancheck runs from a backlog")
+        dep.insert_backlog(plan_count)
+        servers.flush_redis()
+        env = dep.env()
+        with cluster(env) as running:
+            api = dep.api()
+            api._dispatch_claim()  # queued before the worker starts, like the no-op messages
+            worker = running.worker("w1", concurrency, pool)
+            running.beat()
+            started = wait_ready([worker])
+            finished = wait_for(lambda: dep.count_status("DONE") >= plan_count, timeout=900, what="runs DONE",
+                                alive=running.processes)
+            counts = dep.status_counts()
+            time.sleep(0.3)
+            log = worker.log()
+            times = task_times(log)
+            backlog_seconds = finished - started
+
+            progress(f"overhead: {api_count} plans through Plancheck.create_plan")
+            dep.reset_history()
+            create_seconds: list[float] = []
+            first = time.monotonic()
+            for _ in range(api_count):
+                t0 = time.perf_counter()
+                api.create_plan(dep.project, CHEAP_SQL, targets=[dep.targets[0]])
+                create_seconds.append(time.perf_counter() - t0)
+            api_finished = wait_for(lambda: dep.count_status("DONE") >= api_count, timeout=900, what="API runs DONE",
+                                    alive=running.processes)
+            api_seconds = api_finished - first
+            api_counts = dep.status_counts()
+            time.sleep(0.3)
+            api_times = task_times(worker.log()[len(log):])  # what was logged after the backlog phase
+        servers.flush_redis()
+
+    if counts.get("DONE") != plan_count or api_counts.get("DONE") != api_count:
+        raise RuntimeError(f"not every run ended DONE: {counts} / {api_counts}")
+    plan_rate = plan_count / backlog_seconds
+    api_rate = api_count / api_seconds
+
+    def tasks(times_: dict[str, list[float]]) -> int:
+        return sum(len(v) for v in times_.values())
+
+    rows = [
+        ["celery no-op (bench.noop_app)", noop_count, tasks(noop_times), noop_seconds, noop_rate,
+         tasks(noop_times) / noop_seconds, 1.0],
+        ["plancheck, backlog + 1 claim", plan_count, tasks(times), backlog_seconds, plan_rate,
+         tasks(times) / backlog_seconds, plan_rate / noop_rate],
+        ["plancheck, API create_plan loop", api_count, tasks(api_times), api_seconds, api_rate,
+         tasks(api_times) / api_seconds, api_rate / noop_rate],
+    ]
+    emit(table(
+        f"overhead: runs per second vs celery no-ops (-P {pool} -c {concurrency}, same broker and celeryconfig)",
+        ["workload", "items", "tasks", "seconds", "items/s", "tasks/s", "ratio vs no-op"],
+        rows,
+        [f"goal: plancheck/no-op >= 0.8; measured {plan_rate / noop_rate:.2f} (backlog), {api_rate / noop_rate:.2f} (API)",
+         "tasks = celery tasks the worker logged as succeeded (plancheck: run + relay per run, claim per 50 runs, beat's reap/relay)",
+         f"API phase: create_plan p50 {sorted(create_seconds)[len(create_seconds) // 2] * 1000:.1f} ms client-side, one client thread"],
+    ))
+
+    def per_task(times_: dict[str, list[float]]) -> list[list[object]]:
+        out = []
+        for name in sorted(times_):
+            values = sorted(times_[name])
+            if not values:
+                continue
+            out.append([name, len(values), sum(values) / len(values) * 1000, values[len(values) // 2] * 1000,
+                        values[int(len(values) * 0.99) - 1 if len(values) > 1 else 0] * 1000, sum(values)])
+        return out
+
+    emit(table(
+        "overhead: time inside each task (celery's 'succeeded in', pool child), backlog phase",
+        ["task", "count", "mean ms", "p50 ms", "p99 ms", "total s"],
+        per_task(noop_times) + per_task(times),
+        [f"wall time of the backlog phase: {backlog_seconds:.1f} s on {concurrency} pool processes "
+         f"= {backlog_seconds * concurrency:.1f} process-seconds"],
+    ))
