@@ -59,10 +59,6 @@ def get_instance(conn: Connection, key: str) -> Row[Any]:
     return row
 
 
-def list_instances(conn: Connection) -> list[Row[Any]]:
-    return list(conn.execute(select(Instance).order_by(Instance.key)).all())
-
-
 def register_databases(
     conn: Connection, instance_id: int, names: Sequence[str], environment: str, project_id: int | None
 ) -> None:
@@ -153,12 +149,3 @@ def require_plan(conn: Connection, plan_id: int) -> Row[Any]:
     if plan is None:
         raise NotFound(f"plan {plan_id} not found")
     return plan
-
-
-def update_plan_specs(conn: Connection, plan_id: int, specs: list[dict[str, Any]]) -> int:
-    """Replace a plan's specs and bump its version; returns the new version."""
-    statement = update(Plan).where(Plan.id == plan_id).values(specs=specs, version=Plan.version + 1).returning(Plan.version)
-    row = conn.execute(statement).one_or_none()
-    if row is None:
-        raise NotFound(f"plan {plan_id} not found")
-    return int(row.version)

@@ -42,6 +42,18 @@ def _status(engine: Engine, plan_id: int) -> str:
     return run.status
 
 
+def test_get_and_list_runs(engine: Engine) -> None:
+    _new_runs(engine, 3)
+    _claim_one(engine)
+    with engine.connect() as conn:
+        assert [run.plan_id for run in runs.list_runs(conn)] == [3, 2, 1]
+        assert [run.plan_id for run in runs.list_runs(conn, status="RUNNING")] == [1]
+        assert [run.plan_id for run in runs.list_runs(conn, status="AVAILABLE", limit=1)] == [3]
+        run = runs.get(conn, 2)
+        assert run is not None and (run.status, run.generation, run.attempt) == ("AVAILABLE", 1, 0)
+        assert runs.get(conn, 99) is None
+
+
 def test_claim_takes_oldest_first_and_bounded(engine: Engine) -> None:
     ids = _new_runs(engine, 5)
     with engine.begin() as conn:
