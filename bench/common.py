@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import psycopg
 import redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+
+from plancheck.processes import CeleryProcess, start_celery, stop_all
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL = "postgresql://root@127.0.0.1:5432/test"
@@ -211,33 +212,8 @@ def resolve_servers() -> Servers:
 
 
 # -- processes -----------------------------------------------------------------------------------
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def signal(self, signum: int) -> None:
-        if self.popen.poll() is None:
-            try:
-                os.killpg(self.popen.pid, signum)
-            except ProcessLookupError:
-                pass
-
-    def stop(self, timeout: float = 30) -> None:
-        self.signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
-            self.popen.wait()
+Proc = CeleryProcess
+STOP_TIMEOUT = 30.0
 
 
 class Cluster:
@@ -250,16 +226,8 @@ class Cluster:
         self.processes: list[Proc] = []
 
     def _start(self, name: str, args: list[str]) -> Proc:
-        log_path = self.log_dir / f"{name}.log"
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", self.app, *args],
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdout=log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        proc = Proc(name, popen, log_path)
+        # Every signal to the whole group: a stop reaches the pool processes at once.
+        proc = start_celery(name, args, env=self.env, log_dir=self.log_dir, app=self.app, signal_group=True)
         self.processes.append(proc)
         return proc
 
@@ -274,10 +242,7 @@ class Cluster:
         return self._start(name, ["beat", "-l", "INFO", "-s", str(self.log_dir / f"{name}-schedule")])
 
     def stop_all(self) -> None:
-        for proc in self.processes:
-            proc.signal(signal.SIGTERM)
-        for proc in self.processes:
-            proc.stop()
+        stop_all(self.processes, STOP_TIMEOUT)
         self.processes.clear()
 
 
@@ -300,7 +265,7 @@ def wait_ready(workers: Sequence[Proc], timeout: float = 60) -> float:
         for proc in list(pending):
             if " ready." in proc.log():
                 pending.remove(proc)
-            elif proc.popen.poll() is not None:
+            elif not proc.is_alive():
                 raise RuntimeError(f"worker {proc.name} exited:\n{proc.log()[-3000:]}")
         if not pending:
             break

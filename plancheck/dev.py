@@ -14,8 +14,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess
-import sys
 import threading
 import time
 import warnings
@@ -27,13 +25,12 @@ from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from plancheck.errors import PlancheckError
+from plancheck.processes import CeleryProcess, start_celery, stop_all
 
 METADATA_DATABASE = "plancheck"
 LOCK_FILE = "dev.lock"
 STATE_FILE = "dev.json"
-STOP_TIMEOUT = 10.0
 READY_TIMEOUT = 60.0
-_PR_SET_PDEATHSIG = 1
 
 
 class DevError(PlancheckError):
@@ -56,69 +53,6 @@ def database_url(server_url: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
-# -- child processes ------------------------------------------------------------------------------
-def _die_with_parent() -> Callable[[], None] | None:
-    """A pre-exec hook that makes the child get SIGTERM if dev mode dies without stopping it (Linux).
-
-    prctl is looked up here, in the parent: the hook runs between fork and exec, where only
-    async-signal-safe work belongs (no imports).
-    """
-    if sys.platform != "linux":
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-@dataclass
-class Child:
-    """A celery process in its own process group, logging to a file."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM (celery's warm shutdown), then SIGKILL the whole group after `timeout`."""
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)  # leftovers, e.g. pool processes
-        self.popen.wait()
-
-
-def spawn_celery(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Child:
-    """`python -m celery -A plancheck ARGS` from the repository root, so `celeryconfig` imports."""
-    from plancheck.store.db import REPO_ROOT
-
-    log_path = log_dir / f"{name}.log"
-    with log_path.open("ab") as log:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "plancheck", *args],
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent(),
-        )
-    return Child(name, popen, log_path)
-
-
 # -- the environment ------------------------------------------------------------------------------
 @dataclass
 class DevEnvironment:
@@ -126,7 +60,7 @@ class DevEnvironment:
     server_url: str
     database_url: str
     broker_url: str
-    children: list[Child] = field(default_factory=list)
+    children: list[CeleryProcess] = field(default_factory=list)
     flower_url: str | None = None
     flower_password: str | None = None
 
@@ -154,14 +88,14 @@ class DevEnvironment:
             "flower_url": self.flower_url,
         }
 
-    def dead_child(self) -> Child | None:
-        return next((child for child in self.children if child.popen.poll() is not None), None)
+    def dead_child(self) -> CeleryProcess | None:
+        return next((child for child in self.children if not child.is_alive()), None)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Until the worker logs that it is ready (and every child still runs)."""
         deadline = time.monotonic() + timeout
         worker = next((child for child in self.children if child.name == "worker"), None)
-        while worker is not None and " ready." not in _read(worker.log_path):
+        while worker is not None and " ready." not in worker.log():
             self._check_children()
             if time.monotonic() > deadline:
                 raise DevError(f"the celery worker was not ready after {timeout:g}s; see {worker.log_path}")
@@ -179,13 +113,6 @@ class DevEnvironment:
         if child is not None:
             raise DevError(f"{child.name} (pid {child.pid}) exited with code {child.popen.returncode}; "
                            f"see its log, {child.log_path}")
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
 
 
 # -- ownership of the data directory --------------------------------------------------------------
@@ -386,17 +313,11 @@ def _start_children(
         flower_env = {key: value for key, value in child_env.items() if not key.startswith("FLOWER_")}
         flower_env["FLOWER_BASIC_AUTH"] = f"admin:{env.flower_password}"
         specs.append(("flower", ["flower", "--address=127.0.0.1", f"--port={flower_port}"], flower_env))
-    stack.callback(stop_children, env.children)
+    stack.callback(stop_all, env.children)
     for name, args, process_env in specs:
-        env.children.append(spawn_celery(name, args, process_env, log_dir))
+        # The logs outlive a run, like the data directory. The main thread starts the children and
+        # lives as long as dev mode, so they can die with it.
+        env.children.append(
+            start_celery(name, args, env=process_env, log_dir=log_dir, append_log=True, die_with_parent=True)
+        )
 
-
-def stop_children(children: list[Child], timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM every child at once, then give them `timeout` seconds together before SIGKILL."""
-    for child in children:
-        if child.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                child.popen.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for child in reversed(children):
-        child.stop(max(0.0, deadline - time.monotonic()))

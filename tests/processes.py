@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from plancheck.processes import CeleryProcess, start_celery, stop_all
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,30 +31,8 @@ def plancheck_env(database_url: str, broker_url: str, **overrides: str) -> dict[
     return env
 
 
-@dataclass
-class Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def signal(self, signum: int) -> None:
-        """Signal the process as a supervisor would; SIGKILL takes its whole group (pool children too)."""
-        if self.popen.poll() is None:
-            if signum == signal.SIGKILL:
-                os.killpg(self.popen.pid, signum)
-            else:
-                os.kill(self.popen.pid, signum)
-
-    def stop(self, timeout: float = 20) -> None:
-        self.signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
-            self.popen.wait()
+Process = CeleryProcess
+STOP_TIMEOUT = 20.0
 
 
 @dataclass
@@ -67,16 +44,8 @@ class Cluster:
     processes: list[Process] = field(default_factory=list)
 
     def _start(self, name: str, args: list[str], app: str = "plancheck") -> Process:
-        log_path = self.log_dir / f"{name}.log"
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", app, *args],
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdout=log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        process = Process(name, popen, log_path)
+        # SIGTERM to the main process only: the tests rely on celery's warm shutdown.
+        process = start_celery(name, args, env=self.env, log_dir=self.log_dir, app=app, signal_group=False)
         self.processes.append(process)
         return process
 
@@ -93,10 +62,7 @@ class Cluster:
 
     def stop_all(self) -> None:
         """SIGTERM every process at once (a warm shutdown each), then wait for all of them."""
-        for process in self.processes:
-            process.signal(signal.SIGTERM)
-        for process in self.processes:
-            process.stop()
+        stop_all(self.processes, STOP_TIMEOUT)
 
 
 @contextmanager

@@ -26,6 +26,7 @@ import redis
 from sqlalchemy import Engine, text
 
 from plancheck.embedded import EmbeddedRedis, free_port, libpq_to_sqlalchemy, start_redis
+from plancheck.processes import stop_all
 from tests.processes import Cluster, Process
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ class ChaosCluster(Cluster):
         process.popen.wait(10)
 
     def alive(self, prefix: str) -> list[Process]:
-        return [p for p in self.processes if p.name.startswith(prefix) and p.popen.poll() is None]
+        return [p for p in self.processes if p.name.startswith(prefix) and p.is_alive()]
 
     def logs(self) -> dict[str, str]:
         with self._lock:
@@ -201,7 +202,7 @@ class ChaosCluster(Cluster):
             with self._lock:
                 processes = list(self.processes)
             for process in processes:
-                if process.popen.poll() is None or process.name in self._killed or process.name in handled:
+                if process.is_alive() or process.name in self._killed or process.name in handled:
                     continue
                 if not self._supervising.is_set():
                     return
@@ -222,15 +223,7 @@ class ChaosCluster(Cluster):
         time.sleep(0.1)
         with self._lock:
             processes = list(self.processes)
-        for process in processes:
-            process.signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for process in processes:
-            try:
-                process.popen.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.signal(signal.SIGKILL)
-                process.popen.wait()
+        stop_all(processes, 10)
 
 
 def wait_ready(process: Process, timeout: float = 60) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import ast
 import base64
 import json
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -19,8 +17,9 @@ from sqlalchemy import Engine, create_engine
 
 from plancheck import app
 from plancheck.embedded import free_port
+from plancheck.processes import start_celery
 from plancheck.store import runs
-from tests.processes import REPO_ROOT, Cluster, Process, wait_for
+from tests.processes import Cluster, Process, wait_for
 
 USER, PASSWORD = "admin", "Flower-Secret-31"
 
@@ -51,18 +50,9 @@ class FlowerClient:
 
 
 def start_flower(cluster: Cluster, log_dir: Path, port: int) -> Process:
-    """`celery -A plancheck flower` from the repository root, stopped with the cluster."""
-    log_path = log_dir / "flower.log"
-    popen = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "plancheck", "flower", "--address=127.0.0.1", f"--port={port}",
-         f"--basic-auth={USER}:{PASSWORD}"],
-        cwd=REPO_ROOT,
-        env=cluster.env,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    process = Process("flower", popen, log_path)
+    """`celery -A plancheck flower`, stopped with the cluster."""
+    args = ["flower", "--address=127.0.0.1", f"--port={port}", f"--basic-auth={USER}:{PASSWORD}"]
+    process = start_celery("flower", args, env=cluster.env, log_dir=log_dir, signal_group=False)
     cluster.processes.append(process)
     return process
 
