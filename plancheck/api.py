@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import kombu
 from sqlalchemy import Engine
 
 from plancheck.checks import ReviewConfig, TargetError
@@ -69,6 +70,7 @@ def decode_sql(data: bytes) -> str:
 class Plancheck:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or load_settings()
+        self._broker: kombu.Connection | None = None
 
     @property
     def engine(self) -> Engine:
@@ -190,7 +192,7 @@ class Plancheck:
         if group:
             catalog.get_group(conn, project_id, group)
             return spec
-        known = project_databases(conn, project_id)
+        known = project_databases(conn, project_id, targets)
         missing = [target for target in targets if target not in known]
         if missing:
             raise NotFound(
@@ -265,14 +267,31 @@ class Plancheck:
             return followups.get_rollout(conn, plan_id)
 
     def _dispatch_claim(self) -> None:
-        """Claim now rather than at the next beat tick; if the broker is down, beat claims later."""
-        from plancheck.scheduler.tasks import claim
+        """Claim now and send the run messages, rather than wait for a beat tick.
+
+        The broker connection is opened first and kept for the next call: when the broker is down
+        nothing is claimed, and beat claims the run once it is back.
+        """
+        from plancheck.scheduler.tasks import claim_now
 
         try:
-            with claim.app.connection_for_write(self.settings.broker_url) as connection:
-                claim.apply_async(connection=connection, retry=False)
+            claim_now(self.settings, self._broker_connection())
         except Exception as exc:
+            self._drop_broker_connection()
             log.warning("could not dispatch a claim (%s); beat will claim the run", type(exc).__name__)
+
+    def _broker_connection(self) -> kombu.Connection:
+        if self._broker is None:
+            from plancheck.scheduler.app import app
+
+            connection = app.connection_for_write(self.settings.broker_url)
+            self._broker = connection.ensure_connection(max_retries=0)
+        return self._broker
+
+    def _drop_broker_connection(self) -> None:
+        if self._broker is not None:
+            self._broker.release()
+            self._broker = None
 
 
 def _key(value: str, what: str) -> str:

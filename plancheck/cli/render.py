@@ -216,7 +216,9 @@ def status_line(checks: Checks) -> str:
     style = STATUS_STYLE.get(checks.status, "")
     counts = level_counts(checks.results)
     total = "?" if checks.targets_total is None else str(checks.targets_total)
-    line = (f"plan {checks.plan_id}: [{style}]{checks.status}[/] — {checks.targets_done}/{total} targets checked, "
+    waiting = checks.status == "RUNNING" and not any(attempt.get("outcome") is None for attempt in checks.attempts)
+    state = f"{checks.status} (claimed, waiting for a worker)" if waiting else checks.status
+    line = (f"plan {checks.plan_id}: [{style}]{state}[/] — {checks.targets_done}/{total} targets checked, "
             f"{counts['ERROR']} error(s), {counts['WARNING']} warning(s)")
     if checks.reason:
         line += f" — reason: {escape(checks.reason)}"

@@ -17,11 +17,10 @@ from sqlalchemy import Connection, Engine
 
 from plancheck.checks import CheckStopped, ReviewConfig, check_target
 from plancheck.checks.result import CheckResult, CheckType, Status
-from plancheck.checks.target import Target
 from plancheck.logs import state_change
 from plancheck.redact import redact_urls
 from plancheck.scheduler.lease import Lease
-from plancheck.scheduler.work import RunAbort, Work, load_work
+from plancheck.scheduler.work import Item, RunAbort, Work, load_chunk, load_work
 from plancheck.settings import Settings
 from plancheck.store import runs
 from plancheck.store.db import engine_for
@@ -39,7 +38,7 @@ class Outcome:
     """What became of a delivery, and the messages the task must send next."""
 
     status: str
-    chunks: list[list[str]] = field(default_factory=list)
+    chunks: list[list[tuple[str, str]]] = field(default_factory=list)  # per chunk: (target name, sheet)
     handoff: list[runs.Claimed] = field(default_factory=list)
 
 
@@ -76,7 +75,9 @@ def execute(run_id: int, token: str, worker: str, settings: Settings) -> Outcome
     return _check_with_lease(execution, prepared.items, prepared.config)
 
 
-def execute_chunk(run_id: int, token: str, chunk: int, names: Sequence[str], worker: str, settings: Settings) -> Outcome:
+def execute_chunk(
+    run_id: int, token: str, chunk: int, assignments: Sequence[tuple[str, str]], worker: str, settings: Settings
+) -> Outcome:
     """Check one chunk of a fanned-out run's targets, if this delivery wins the chunk."""
     engine = engine_for(settings.database_url)
     with engine.begin() as conn:
@@ -85,27 +86,26 @@ def execute_chunk(run_id: int, token: str, chunk: int, names: Sequence[str], wor
             state_change("ignored", run_id, worker=worker, chunk=chunk, reason="duplicate or stale delivery")
             return Outcome(IGNORED)
         execution = Execution(engine, started, settings, worker, chunk)
-        execution.log("chunk started", targets=len(names))
-        prepared = _prepare(conn, execution, count_targets=False)
+        execution.log("chunk started", targets=len(assignments))
+        prepared = _prepare(conn, execution, assignments)
     if isinstance(prepared, Outcome):
         return prepared
-    by_name = {target.name: (target, sql) for target, sql in prepared.items}
-    items = [by_name.get(name, (_missing(name), "")) for name in names]
-    return _check_with_lease(execution, items, prepared.config)
+    return _check_with_lease(execution, prepared.items, prepared.config)
 
 
-def _prepare(conn: Connection, execution: Execution, count_targets: bool = True) -> Work | Outcome:
-    """Load the plan's work in the start's transaction; a run that cannot be checked ends right here."""
+def _prepare(conn: Connection, execution: Execution, chunk: Sequence[tuple[str, str]] | None = None) -> Work | Outcome:
+    """Load the run's (or one chunk's) work in the start's transaction; a run that cannot be checked
+    ends right here."""
     started = execution.started
     try:
         with conn.begin_nested():
-            work = load_work(conn, started)
+            work = load_work(conn, started) if chunk is None else load_chunk(conn, started, chunk)
     except RunAbort as abort:
         return _finish(conn, execution, abort.status, abort.reason)
     except Exception as exc:
         log.exception("run %s could not be loaded", started.id)
         return _finish(conn, execution, "FAILED", _internal_error(exc))
-    if count_targets:
+    if chunk is None:
         runs.set_targets_total(conn, started.id, started.token, len(work.items), execution.settings.lease_seconds)
         if not work.items:
             return _finish(conn, execution, "DONE")
@@ -114,13 +114,13 @@ def _prepare(conn: Connection, execution: Execution, count_targets: bool = True)
 
 def _fan_out(execution: Execution, work: Work) -> Outcome:
     size = execution.settings.chunk_size
-    names = [target.name for target, _ in work.items]
-    chunks = [names[i : i + size] for i in range(0, len(names), size)]
-    execution.log("fanned out", chunks=len(chunks), targets=len(names))
+    assignments = [(item.target.name, item.sheet) for item in work.items]
+    chunks = [assignments[i : i + size] for i in range(0, len(assignments), size)]
+    execution.log("fanned out", chunks=len(chunks), targets=len(assignments))
     return Outcome(FANNED_OUT, chunks=chunks)
 
 
-def _check_with_lease(execution: Execution, items: Sequence[tuple[Target, str]], config: ReviewConfig) -> Outcome:
+def _check_with_lease(execution: Execution, items: Sequence[Item], config: ReviewConfig) -> Outcome:
     settings = execution.settings
     with Lease(execution.engine, execution.started, settings.heartbeat_seconds, settings.lease_seconds) as lease:
         try:
@@ -133,23 +133,24 @@ def _check_with_lease(execution: Execution, items: Sequence[tuple[Target, str]],
                 return _finish(conn, execution, "FAILED", _internal_error(exc))
 
 
-def _check_all(execution: Execution, lease: Lease, items: Sequence[tuple[Target, str]], config: ReviewConfig) -> Outcome:
+def _check_all(execution: Execution, lease: Lease, items: Sequence[Item], config: ReviewConfig) -> Outcome:
     outcome = Outcome(RUNNING)
-    for index, (target, sql) in enumerate(items):
+    for index, item in enumerate(items):
         if lease.lost:
             return _discard(execution)
-        results = _check(target, sql, config, lease)
+        results = _check(item, config, lease)
         outcome = _record(execution, results, last_of_chunk=index == len(items) - 1)
         if outcome.status == DISCARDED:
             return outcome
     return outcome
 
 
-def _check(target: Target, sql: str, config: ReviewConfig, lease: Lease) -> list[CheckResult]:
-    if not sql:
-        return [CheckResult(Status.ERROR, CheckType.STATEMENT_ADVISE, target.name, "Target not found",
-                            f"{target.name} is no longer a database of this plan's project or group")]
-    return check_target(target, sql, config, should_stop=lambda: lease.lost, on_session=lease.track)
+def _check(item: Item, config: ReviewConfig, lease: Lease) -> list[CheckResult]:
+    name = item.target.name
+    if not item.sql:
+        return [CheckResult(Status.ERROR, CheckType.STATEMENT_ADVISE, name, "Target not found",
+                            f"{name} is no longer a database of this plan's project or group")]
+    return check_target(item.target, item.sql, config, should_stop=lambda: lease.lost, on_session=lease.track)
 
 
 def _record(execution: Execution, results: list[CheckResult], last_of_chunk: bool) -> Outcome:
@@ -181,11 +182,6 @@ def _discard(execution: Execution) -> Outcome:
     """The token lost (cancel, re-run or reap): this execution's results are dropped, nothing written."""
     execution.log("discarded", reason="run cancelled, re-run or reaped")
     return Outcome(DISCARDED)
-
-
-def _missing(name: str) -> Target:
-    instance_key, _, database = name.partition("/")
-    return Target(instance_key, database, "", url="")
 
 
 def _internal_error(exc: Exception) -> str:

@@ -1,7 +1,13 @@
-"""What a started run has to check: its plan's targets, each with its SQL, read from PostgreSQL."""
+"""What a started run has to check: its plan's targets, each with its SQL, read from PostgreSQL.
+
+Reads are shaped by the plan: a plan of named targets reads only those databases, and a chunk of a
+fanned-out run reads only the targets its message names; only a group's CEL expression needs the
+project's whole database list.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,33 +31,56 @@ class RunAbort(Exception):
 
 
 @dataclass(frozen=True)
+class Item:
+    """One target to check, the sheet (sha256) it gets and that sheet's SQL ("" if the target is gone)."""
+
+    target: Target
+    sheet: str
+    sql: str
+
+
+@dataclass(frozen=True)
 class Work:
-    items: list[tuple[Target, str]]
+    items: list[Item]
     config: ReviewConfig
 
 
 def load_work(conn: Connection, started: runs.Started) -> Work:
-    plan = catalog.get_plan(conn, started.plan_id)
-    if plan is None:
-        raise RunAbort("FAILED", "plan not found")
-    project = catalog.project_by_id(conn, plan.project_id)
-    if project is None:
-        raise RunAbort("FAILED", "project not found")
-    if project.archived:
-        raise RunAbort("CANCELED", f"project {project.key!r} is archived")
+    """Every target of the run's plan, derived from its specs now (group membership included)."""
+    plan = _checkable_plan(conn, started)
+    config = _review_config(plan)
+    specs = plan.specs
+    grouped = any(isinstance(spec, dict) and "group" in spec for spec in specs)
+    rows = project_databases(conn, plan.project_id, None if grouped else _named_targets(specs))
+    groups = {group.key: group.expression for group in catalog.list_groups(conn, plan.project_id)} if grouped else {}
     try:
-        config = ReviewConfig.from_project_settings(project.settings)
-        rows = project_databases(conn, project.id)
-        groups = {group.key: group.expression for group in catalog.list_groups(conn, project.id)}
-        planned = derive_targets(plan.specs, [resource(row) for row in rows.values()], groups, _sampling(project))
+        planned = derive_targets(specs, [resource(row) for row in rows.values()], groups, _sampling(plan))
     except (InvalidPlan, ValueError) as exc:
         raise RunAbort("FAILED", str(exc)) from None
     sheets = catalog.sheet_contents(conn, [check.sheet for check in planned])
-    return Work([(_target(rows[check.database.name]), sheets[check.sheet]) for check in planned], config)
+    items = [Item(_target(rows[check.database.name]), check.sheet, sheets[check.sheet]) for check in planned]
+    return Work(items, config)
 
 
-def project_databases(conn: Connection, project_id: int) -> dict[str, Row[Any]]:
-    return {f"{row.instance_key}/{row.name}": row for row in catalog.list_databases(conn, project_id)}
+def load_chunk(conn: Connection, started: runs.Started, assignments: Sequence[tuple[str, str]]) -> Work:
+    """The targets one chunk's message names, each with its sheet, as the run derived them when it fanned
+    out; a target unregistered since then comes back without SQL and is reported as not found."""
+    plan = _checkable_plan(conn, started)
+    config = _review_config(plan)
+    rows = project_databases(conn, plan.project_id, [name for name, _ in assignments])
+    sheets = catalog.sheet_contents(conn, sorted({sheet for _, sheet in assignments}))
+    items = [
+        Item(_target(rows[name]), sheet, sheets[sheet]) if name in rows else Item(_missing(name), sheet, "")
+        for name, sheet in assignments
+    ]
+    return Work(items, config)
+
+
+def project_databases(
+    conn: Connection, project_id: int, names: Sequence[str] | None = None
+) -> dict[str, Row[Any]]:
+    rows = catalog.list_databases(conn, project_id, names)
+    return {f"{row.instance_key}/{row.name}": row for row in rows}
 
 
 def group_members(conn: Connection, project: Row[Any], expression: str) -> list[Row[Any]]:
@@ -63,6 +92,35 @@ def group_members(conn: Connection, project: Row[Any], expression: str) -> list[
 
 def resource(row: Row[Any]) -> DatabaseResource:
     return DatabaseResource(row.instance_key, row.name, row.environment, row.labels)
+
+
+def _checkable_plan(conn: Connection, started: runs.Started) -> Row[Any]:
+    plan = catalog.plan_with_project(conn, started.plan_id)
+    if plan is None:
+        raise RunAbort("FAILED", "plan not found")
+    if plan.archived:
+        raise RunAbort("CANCELED", f"project {plan.project_key!r} is archived")
+    return plan
+
+
+def _review_config(plan: Row[Any]) -> ReviewConfig:
+    try:
+        return ReviewConfig.from_project_settings(plan.settings)
+    except ValueError as exc:
+        raise RunAbort("FAILED", str(exc)) from None
+
+
+def _named_targets(specs: Any) -> list[str]:
+    """Target names of specs that list targets; malformed specs are left for derive_targets to reject."""
+    if not isinstance(specs, list):
+        return []
+    return [
+        name
+        for spec in specs
+        if isinstance(spec, dict) and isinstance(spec.get("targets"), list)
+        for name in spec["targets"]
+        if isinstance(name, str)
+    ]
 
 
 def _sampling(project: Row[Any]) -> int | None:
@@ -77,3 +135,8 @@ def _target(row: Row[Any]) -> Target:
         url=resolve_url(row.url, row.password_env, row.name),
         labels=row.labels,
     )
+
+
+def _missing(name: str) -> Target:
+    instance_key, _, database = name.partition("/")
+    return Target(instance_key, database, "", url="")

@@ -6,8 +6,8 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Row, Text, any_, literal, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import IntegrityError
 
 from plancheck.errors import Conflict, NotFound
@@ -82,8 +82,11 @@ def update_database(conn: Connection, instance_key: str, name: str, values: dict
         raise NotFound(f"database {instance_key}/{name} not found; run `plancheck instance sync {instance_key}`")
 
 
-def list_databases(conn: Connection, project_id: int | None = None) -> list[Row[Any]]:
-    """Databases with their instance's key, environment and connection settings."""
+def list_databases(
+    conn: Connection, project_id: int | None = None, names: Sequence[str] | None = None
+) -> list[Row[Any]]:
+    """Databases with their instance's key, environment and connection settings; `names`
+    (INSTANCE/DATABASE) limits the list to those, so a plan of a few targets never reads them all."""
     statement = (
         select(
             Database.id,
@@ -100,6 +103,12 @@ def list_databases(conn: Connection, project_id: int | None = None) -> list[Row[
     )
     if project_id is not None:
         statement = statement.where(Database.project_id == project_id)
+    if names is not None:
+        databases = sorted({name.partition("/")[2] for name in names})
+        statement = statement.where(
+            Database.name == any_(literal(databases, ARRAY(Text))),
+            (Instance.key + "/" + Database.name) == any_(literal(list(names), ARRAY(Text))),
+        )
     return list(conn.execute(statement).all())
 
 
@@ -138,6 +147,14 @@ def sheet_contents(conn: Connection, shas: Sequence[str]) -> dict[str, str]:
 def create_plan(conn: Connection, project_id: int, title: str, specs: list[dict[str, Any]]) -> int:
     statement = insert(Plan).values(project_id=project_id, title=title, specs=specs).returning(Plan.id)
     return int(conn.execute(statement).one().id)
+
+
+def plan_with_project(conn: Connection, plan_id: int) -> Row[Any] | None:
+    """The plan's specs with its project's id, key, settings and archived flag, in one query."""
+    statement = select(
+        Plan.specs, Plan.project_id, Project.key.label("project_key"), Project.settings, Project.archived
+    ).join(Project, Project.id == Plan.project_id).where(Plan.id == plan_id)
+    return conn.execute(statement).one_or_none()
 
 
 def get_plan(conn: Connection, plan_id: int) -> Row[Any] | None:

@@ -7,12 +7,12 @@ unique key), and the relay applies a follow-up and marks it delivered in one tra
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Connection, Row, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, JSONB
 from sqlalchemy.exc import IntegrityError
 
 from plancheck import risk
@@ -78,15 +78,19 @@ def approve_issue(conn: Connection, issue_id: int) -> IssueView:
 def find_approval(conn: Connection, plan_id: int, payload: dict[str, Any] | None = None) -> None:
     """Set the issue's risk and approvers from the plan's DONE run; a no-op when already found."""
     issue = conn.execute(text("SELECT * FROM issue WHERE plan_id = :p FOR UPDATE"), {"p": plan_id}).one_or_none()
+    if issue is None:  # most checked plans have no issue yet: nothing to find, and no run to read
+        return
     run = runs.get(conn, plan_id)
-    if issue is None or run is None or run.status != "DONE" or issue.approval_generation == run.generation:
+    if run is None or run.status != "DONE" or issue.approval_generation == run.generation:
         return
     project = conn.execute(
         text("SELECT p.settings FROM project p JOIN plan ON plan.project_id = p.id WHERE plan.id = :p"), {"p": plan_id}
     ).one()
     threshold = int(project.settings.get("risk_affected_rows", risk.DEFAULT_AFFECTED_ROWS_THRESHOLD))
-    environments = {f"{db.instance_key}/{db.name}": db.environment for db in catalog.list_databases(conn)}
-    approval = risk.assess(run.result.get("results", []), environments, threshold)
+    results = run.result.get("results", [])
+    targets = sorted({result["target"] for result in results if isinstance(result.get("target"), str)})
+    environments = {f"{db.instance_key}/{db.name}": db.environment for db in catalog.list_databases(conn, names=targets)}
+    approval = risk.assess(results, environments, threshold)
     conn.execute(
         text(
             """
@@ -101,14 +105,16 @@ def find_approval(conn: Connection, plan_id: int, payload: dict[str, Any] | None
 
 def create_rollout(conn: Connection, plan_id: int, payload: dict[str, Any] | None = None) -> None:
     """Create the rollout once the issue is approved and the current plan version checked clean."""
-    plan = catalog.get_plan(conn, plan_id)
     issue = conn.execute(text("SELECT approval_status FROM issue WHERE plan_id = :p"), {"p": plan_id}).one_or_none()
+    if issue is None or issue.approval_status != "APPROVED":
+        return
+    plan = catalog.get_plan(conn, plan_id)
     run = runs.get(conn, plan_id)
-    if plan is None or issue is None or run is None:
+    if plan is None or run is None:
         return
     results = run.result.get("results", [])
     clean = run.status == "DONE" and run.plan_version == plan.version and all(r["status"] != "ERROR" for r in results)
-    if issue.approval_status != "APPROVED" or not clean:
+    if not clean:
         return
     rollout_id = conn.execute(
         text(
@@ -160,15 +166,40 @@ _BACK_OFF = text(
 )
 
 
+_PLANS_WITH_ISSUE = text("SELECT plan_id FROM issue WHERE plan_id = ANY(:plan_ids)").bindparams(
+    bindparam("plan_ids", type_=ARRAY(BIGINT))
+)
+
+_MARK_DELIVERED = text("UPDATE outbox SET delivered_at = now() WHERE id = ANY(:ids)").bindparams(
+    bindparam("ids", type_=ARRAY(BIGINT))
+)
+
+
 def relay(conn: Connection, batch: int) -> int:
     """Apply up to `batch` due follow-ups, oldest first; each is marked delivered in the transaction
-    that applies it. A failing one backs off and is retried by a later relay."""
+    that applies it. A failing one backs off and is retried by a later relay.
+
+    Both follow-ups act on the plan's issue, and a plan that has none (most checks) has nothing to
+    follow up: those rows are marked delivered together. An issue created later finds its approval
+    and rollout itself (`create_issue`).
+    """
+    rows = conn.execute(_PENDING, {"batch": batch}).all()
+    if not rows:
+        return 0
+    with_issue = set(conn.execute(_PLANS_WITH_ISSUE, {"plan_ids": sorted({row.plan_id for row in rows})}).scalars())
+    idle = [row.id for row in rows if row.plan_id not in with_issue]
+    if idle:
+        conn.execute(_MARK_DELIVERED, {"ids": idle})
+    return len(idle) + _apply(conn, [row for row in rows if row.plan_id in with_issue])
+
+
+def _apply(conn: Connection, rows: Sequence[Row[Any]]) -> int:
     delivered = 0
-    for row in conn.execute(_PENDING, {"batch": batch}).all():
+    for row in rows:
         try:
             with conn.begin_nested():
                 HANDLERS[row.kind](conn, row.plan_id, row.payload)
-                conn.execute(text("UPDATE outbox SET delivered_at = now() WHERE id = :i"), {"i": row.id})
+                conn.execute(_MARK_DELIVERED, {"ids": [row.id]})
             delivered += 1
         except Exception as exc:
             log.exception("follow-up %s (%s) for plan %s failed; it will be retried", row.id, row.kind, row.plan_id)

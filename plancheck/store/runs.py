@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, JSONB, TEXT
 
 FOLLOW_UP_KINDS = ("approval.find", "rollout.create")
 
@@ -129,20 +129,20 @@ _CLAIM = text(
     """
 )
 
+# The start and its attempt row are one statement: one round trip for the most frequent write.
 _START = text(
     f"""
-    UPDATE plan_check_run SET
-        started_at = now(), attempt = attempt + 1, worker = :worker, lease_expires_at = {_LEASE},
-        updated_at = now()
-    WHERE id = :id AND token = :token AND status = 'RUNNING' AND started_at IS NULL
-    RETURNING id, plan_id, token, attempt, generation, plan_version, claimed_at, started_at
-    """
-)
-
-_RECORD_ATTEMPT = text(
-    """
-    INSERT INTO plan_check_attempt (run_id, generation, attempt, token, worker, claimed_at, started_at)
-    VALUES (:run_id, :generation, :attempt, :token, :worker, :claimed_at, :started_at)
+    WITH started AS (
+        UPDATE plan_check_run SET
+            started_at = now(), attempt = attempt + 1, worker = :worker, lease_expires_at = {_LEASE},
+            updated_at = now()
+        WHERE id = :id AND token = :token AND status = 'RUNNING' AND started_at IS NULL
+        RETURNING id, plan_id, token, attempt, generation, plan_version, claimed_at, started_at
+    ), attempt AS (
+        INSERT INTO plan_check_attempt (run_id, generation, attempt, token, worker, claimed_at, started_at)
+        SELECT id, generation, attempt, token, :worker, claimed_at, started_at FROM started
+    )
+    SELECT id, plan_id, token, attempt, generation, plan_version FROM started
     """
 )
 
@@ -172,26 +172,32 @@ _ADD_RESULTS = text(
     """
 ).bindparams(bindparam("results", type_=JSONB))
 
+# Ending a run, closing its attempt and (on DONE) writing its follow-ups to the outbox are one
+# statement: they happen together or not at all, in one round trip. When the token lost, the
+# attempt is closed as SUPERSEDED and nothing else changes.
 _FINISH = text(
     """
-    UPDATE plan_check_run SET
-        status = :status, result = result || :extra, finished_at = now(), lease_expires_at = NULL,
-        updated_at = now()
-    WHERE id = :id AND token = :token AND status = 'RUNNING'
-    RETURNING plan_id, generation, plan_version
+    WITH finished AS (
+        UPDATE plan_check_run SET
+            status = :status, result = result || :extra, finished_at = now(), lease_expires_at = NULL,
+            updated_at = now()
+        WHERE id = :id AND token = :token AND status = 'RUNNING'
+        RETURNING id, plan_id, generation, plan_version
+    ), closed AS (
+        UPDATE plan_check_attempt
+        SET outcome = CASE WHEN EXISTS (SELECT FROM finished) THEN :status ELSE 'SUPERSEDED' END, finished_at = now()
+        WHERE token = :token AND outcome IS NULL
+    ), follow_ups AS (
+        INSERT INTO outbox (kind, plan_id, dedupe_key, payload)
+        SELECT kind, f.plan_id, format('%s:run:%s:%s', kind, f.id, f.generation),
+               jsonb_build_object('run_id', f.id, 'generation', f.generation, 'plan_version', f.plan_version)
+        FROM finished f CROSS JOIN unnest(CAST(:kinds AS text[])) AS kind
+        WHERE :status = 'DONE'
+        ON CONFLICT (dedupe_key) DO NOTHING
+    )
+    SELECT plan_id FROM finished
     """
-).bindparams(bindparam("extra", type_=JSONB))
-
-_CLOSE_ATTEMPT = text(
-    "UPDATE plan_check_attempt SET outcome = :outcome, finished_at = now() WHERE token = :token AND outcome IS NULL"
-)
-
-_ENQUEUE_FOLLOW_UP = text(
-    """
-    INSERT INTO outbox (kind, plan_id, dedupe_key, payload) VALUES (:kind, :plan_id, :dedupe_key, :payload)
-    ON CONFLICT (dedupe_key) DO NOTHING
-    """
-).bindparams(bindparam("payload", type_=JSONB))
+).bindparams(bindparam("extra", type_=JSONB), bindparam("kinds", type_=ARRAY(TEXT)))
 
 _CANCEL = text(
     """
@@ -272,18 +278,6 @@ def start(conn: Connection, run_id: int, token: uuid.UUID | str, worker: str, le
     row = conn.execute(_START, {"id": run_id, "token": str(token), "worker": worker, "lease": lease_seconds}).one_or_none()
     if row is None:
         return None
-    conn.execute(
-        _RECORD_ATTEMPT,
-        {
-            "run_id": row.id,
-            "generation": row.generation,
-            "attempt": row.attempt,
-            "token": row.token,
-            "worker": worker,
-            "claimed_at": row.claimed_at,
-            "started_at": row.started_at,
-        },
-    )
     return Started(row.id, row.plan_id, row.token, row.attempt, row.generation, row.plan_version)
 
 
@@ -330,25 +324,13 @@ def finish(
 ) -> bool:
     """End the run as DONE, FAILED or CANCELED if this token still holds it.
 
-    On DONE the follow-ups are written to the outbox in this same transaction, so they exist if
-    and only if the DONE does.
+    On DONE the follow-ups are written to the outbox by the same statement, so they exist if and
+    only if the DONE does.
     """
     if status not in ("DONE", "FAILED", "CANCELED"):
         raise ValueError(f"not a terminal status: {status}")
-    row = conn.execute(_FINISH, {"id": run_id, "token": str(token), "status": status, "extra": extra or {}}).one_or_none()
-    conn.execute(_CLOSE_ATTEMPT, {"token": str(token), "outcome": status if row else "SUPERSEDED"})
-    if row is None:
-        return False
-    if status == "DONE":
-        _enqueue_follow_ups(conn, row.plan_id, run_id, row.generation, row.plan_version)
-    return True
-
-
-def _enqueue_follow_ups(conn: Connection, plan_id: int, run_id: int, generation: int, plan_version: int) -> None:
-    payload = {"run_id": run_id, "generation": generation, "plan_version": plan_version}
-    for kind in FOLLOW_UP_KINDS:
-        key = f"{kind}:run:{run_id}:{generation}"
-        conn.execute(_ENQUEUE_FOLLOW_UP, {"kind": kind, "plan_id": plan_id, "dedupe_key": key, "payload": payload})
+    params = {"id": run_id, "token": str(token), "status": status, "extra": extra or {}, "kinds": list(FOLLOW_UP_KINDS)}
+    return conn.execute(_FINISH, params).one_or_none() is not None
 
 
 def cancel(conn: Connection, plan_ids: Sequence[int]) -> list[Cancelled]:

@@ -170,15 +170,18 @@ def test_issue_approval_and_rollout(
 def test_unfinished_checks_exit_2_and_cancel(
     plancheck_env: dict[str, str], target: str, api: Plancheck, tmp_path: Path
 ) -> None:
-    """No worker runs: the checks stay AVAILABLE until cancelled."""
+    """No worker runs: the run is claimed at create (its message waits in the broker) but never starts,
+    and stays so until cancelled."""
     plan_id = ok(plancheck_env, "plan", "create", "shop", "--sql", sql_file(tmp_path, CLEAN_SQL.encode()),
                  "--target", target).strip()
     assert int(plan_id) > 0
 
     now = cli(plancheck_env, "plan", "checks", plan_id)
-    assert now.returncode == 2 and "AVAILABLE" in now.stdout and "--wait" in now.stderr
+    assert now.returncode == 2 and "--wait" in now.stderr
+    assert "RUNNING (claimed, waiting for a worker)" in now.stdout
     waited = cli(plancheck_env, "plan", "checks", plan_id, "--wait", "--timeout", "1", "--json")
-    assert waited.returncode == 2 and json.loads(waited.stdout)["status"] == "AVAILABLE"
+    assert waited.returncode == 2
+    assert (json.loads(waited.stdout)["status"], json.loads(waited.stdout)["attempts"]) == ("RUNNING", [])
 
     assert ok_json(plancheck_env, "plan", "cancel", plan_id) == {"canceled": [int(plan_id)], "not_running": []}
     canceled = cli(plancheck_env, "plan", "checks", plan_id, "--json")

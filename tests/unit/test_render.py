@@ -153,6 +153,15 @@ def test_render_checks_shows_the_failure_reason() -> None:
     assert "FAILED" in text and "reason: abandoned after 3 attempts" in text
 
 
+def test_a_claimed_run_without_an_open_attempt_is_waiting_for_a_worker() -> None:
+    claimed = FakeChecks("RUNNING", [])
+    claimed.attempts = []
+    assert "plan 7: RUNNING (claimed, waiting for a worker) — 0/? targets" in rendered(claimed)
+    executing = FakeChecks("RUNNING", [])
+    executing.attempts[0]["outcome"] = None
+    assert "plan 7: RUNNING — 0/? targets" in rendered(executing)
+
+
 def test_wait_progress_prints_plain_lines_only_on_change() -> None:
     out = io.StringIO()
     progress = render.WaitProgress(Console(file=out, width=200), plan_id=7)
