@@ -2,13 +2,16 @@
 
 Checks must never change a target (DESIGN.md, invariant 9). This module guarantees it by structure:
 
-* the session runs in a READ ONLY transaction (plus `default_transaction_read_only`), verified after
-  connecting, and always rolled back and closed;
-* it sends only SET, catalog SELECTs it builds itself, and `EXPLAIN (FORMAT JSON) <statement>`
-  without ANALYZE, so the plan's SQL is planned, never executed;
+* the session runs in a READ ONLY transaction on a connection opened with
+  `default_transaction_read_only` (verified before use), and is always rolled back;
+* it sends only catalog SELECTs it builds itself and `EXPLAIN (FORMAT JSON) <statement>` without
+  ANALYZE, so the plan's SQL is planned, never executed;
 * a statement reaches EXPLAIN only after pglast parsed it as exactly one SELECT/INSERT/UPDATE/DELETE/
   MERGE, and it is sent over the extended protocol, where the server refuses a second statement;
-* statement, lock and idle-in-transaction timeouts bound how long a target can hold a check up.
+* statement, lock and idle-in-transaction timeouts, given as connection options, bound how long a
+  target can hold a check up;
+* a connection whose session ended cleanly may wait idle, briefly, for the next check of the same
+  target; any failure or cancel closes it.
 
 Target trouble (unreachable, authentication, timeouts, cancel) raises `TargetError`, whose text has
 been redacted of the target's password.
@@ -17,8 +20,10 @@ been redacted of the target's password.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,7 +31,9 @@ from typing import Any
 import pglast
 import psycopg
 from pglast import ast
-from psycopg import errors, sql
+from psycopg import errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import TransactionStatus
 
 from plancheck.checks.target import Target
 from plancheck.redact import redact, url_secrets
@@ -150,22 +157,22 @@ class TargetSession:
         assert row is not None
         return tuple(row)
 
-    def _configure(self, lock_timeout_ms: int, idle_timeout_ms: int) -> None:
-        """Set the timeouts and prove the transaction is read-only before anything else runs."""
-        settings = {
-            "statement_timeout": self._statement_timeout_ms,
-            "lock_timeout": lock_timeout_ms,
-            "idle_in_transaction_session_timeout": idle_timeout_ms,
-            "default_transaction_read_only": "on",
-        }
-        try:
-            for name, value in settings.items():
-                self._conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(str(value))))
-            read_only = self._conn.execute("SHOW transaction_read_only").fetchone()
-        except psycopg.Error as error:
-            raise self._fail(error) from None
-        if read_only != ("on",):
+    def verify_read_only(self) -> None:
+        """Prove the session is read-only before anything else runs.
+
+        PostgreSQL 14 and later report `default_transaction_read_only` when the connection opens, so
+        the proof costs no round trip; an older server is asked.
+        """
+        reported = self._conn.info.parameter_status("default_transaction_read_only")
+        if reported is None:
+            reported = self._run_catalog_query("SHOW default_transaction_read_only", ())[0]
+        if reported != "on" or not self._conn.read_only:
             raise TargetError(f"{self.target_name}: could not open a read-only transaction")
+
+    @property
+    def clean(self) -> bool:
+        """No failure and no cancel: the connection may serve the next check of this target."""
+        return self.failure is None and not self._cancel_requested.is_set()
 
     def _fail(self, error: psycopg.Error) -> TargetError:
         """Translate a driver error into a redacted TargetError and remember it: the session is done."""
@@ -189,6 +196,51 @@ class TargetSession:
         return redact(text, *self._secrets)
 
 
+class _IdleConnections:
+    """A few idle target connections per process, so the next check of the same target skips the
+    connect (about 5 ms here, more over a network), as a connection pool would.
+
+    Only connections whose session ended cleanly come back, rolled back; they idle at most
+    `IDLE_SECONDS`. A forked child forgets its parent's entries without touching their sockets.
+    """
+
+    def __init__(self, size: int, max_idle_seconds: float) -> None:
+        self._size = size
+        self._max_idle = max_idle_seconds
+        self._entries: list[tuple[str, float, psycopg.Connection[Any]]] = []
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def take(self, conninfo: str) -> psycopg.Connection[Any] | None:
+        with self._lock:
+            self._forget_if_forked()
+            now = time.monotonic()
+            for entry in [entry for entry in self._entries if now - entry[1] > self._max_idle]:
+                self._entries.remove(entry)
+                entry[2].close()
+            for entry in self._entries:
+                if entry[0] == conninfo:
+                    self._entries.remove(entry)
+                    return entry[2]
+        return None
+
+    def give_back(self, conninfo: str, conn: psycopg.Connection[Any]) -> None:
+        with self._lock:
+            self._forget_if_forked()
+            self._entries.append((conninfo, time.monotonic(), conn))
+            while len(self._entries) > self._size:
+                self._entries.pop(0)[2].close()
+
+    def _forget_if_forked(self) -> None:
+        if self._pid != os.getpid():
+            self._entries, self._pid = [], os.getpid()
+
+
+IDLE_CONNECTIONS = 4
+IDLE_SECONDS = 30.0
+_idle = _IdleConnections(IDLE_CONNECTIONS, IDLE_SECONDS)
+
+
 @contextmanager
 def open_target_session(
     target: Target,
@@ -197,49 +249,86 @@ def open_target_session(
     connect_timeout_s: int = 5,
     idle_timeout_ms: int = 60_000,
 ) -> Iterator[TargetSession]:
-    """Connect to `target` and yield a read-only session; always rolls back and closes."""
-    conn = _connect(target, connect_timeout_s)
+    """Yield a read-only session on `target`; it is always rolled back, and its connection closed or,
+    after a clean session, kept idle for the next check of the same target."""
+    conninfo = _conninfo(target, statement_timeout_ms, lock_timeout_ms, idle_timeout_ms)
+    conn = _take_alive(conninfo) or _connect(target, conninfo, connect_timeout_s)
+    session = TargetSession(conn, target, statement_timeout_ms)
     try:
-        conn.read_only = True  # psycopg opens the implicit transaction with BEGIN READ ONLY
-        session = TargetSession(conn, target, statement_timeout_ms)
-        session._configure(lock_timeout_ms, idle_timeout_ms)
+        session.verify_read_only()
         yield session
-    finally:
-        _close(conn)
+    except BaseException:
+        conn.close()
+        raise
+    if session.clean and _rolled_back(conn):
+        _idle.give_back(conninfo, conn)
+    else:
+        conn.close()
 
 
-def _connect(target: Target, connect_timeout_s: int) -> psycopg.Connection[Any]:
+def _conninfo(target: Target, statement_timeout_ms: int, lock_timeout_ms: int, idle_timeout_ms: int) -> str:
+    """The target's connection string with the session's safety settings as server `options`, which
+    the server applies before the first query: no SET round trips, and nothing a query could undo."""
+    params = conninfo_to_dict(libpq_url(target.url))
+    settings = {
+        "default_transaction_read_only": "on",
+        "statement_timeout": statement_timeout_ms,
+        "lock_timeout": lock_timeout_ms,
+        "idle_in_transaction_session_timeout": idle_timeout_ms,
+    }
+    options = " ".join(f"-c {name}={value}" for name, value in settings.items())
+    params["options"] = f"{params['options']} {options}" if params.get("options") else options
+    params.setdefault("application_name", "plancheck")
+    return make_conninfo(**params)
+
+
+def _take_alive(conninfo: str) -> psycopg.Connection[Any] | None:
+    """An idle connection to the same target that still answers, or None."""
+    conn = _idle.take(conninfo)
+    if conn is None:
+        return None
     try:
-        return psycopg.connect(
-            libpq_url(target.url), connect_timeout=connect_timeout_s, application_name="plancheck", autocommit=False
-        )
+        conn.execute("SELECT 1")  # opens the session's READ ONLY transaction
+    except psycopg.Error:
+        conn.close()
+        return None
+    return conn
+
+
+def _connect(target: Target, conninfo: str, connect_timeout_s: int) -> psycopg.Connection[Any]:
+    try:
+        conn = psycopg.connect(conninfo, connect_timeout=connect_timeout_s, autocommit=False)
     except psycopg.Error as error:
         message = redact(_first_line(error), *url_secrets(target.url))
         raise TargetError(f"cannot connect to {target.name}: {message}", title="Target unreachable") from None
+    conn.read_only = True  # psycopg opens every transaction with BEGIN READ ONLY
+    return conn
 
 
-def _close(conn: psycopg.Connection[Any]) -> None:
-    """Roll back whatever the session did and close; a broken connection is simply closed."""
+def _rolled_back(conn: psycopg.Connection[Any]) -> bool:
+    """Roll back whatever the session did; False if the connection cannot be trusted with another."""
     try:
         conn.rollback()
     except psycopg.Error:
-        pass
-    finally:
-        conn.close()
+        return False
+    return not conn.broken and conn.info.transaction_status == TransactionStatus.IDLE
 
 
 def _explainable_statement(sql_text: str) -> str | None:
     """The text of the single plannable statement in `sql_text`, or None if it is anything else."""
     try:
         statements = pglast.parse_sql(sql_text)
-        slices = pglast.split(sql_text, only_slices=True)
     except pglast.parser.ParseError:
         return None
     if len(statements) != 1 or not isinstance(statements[0].stmt, _EXPLAINABLE):
         return None
     if isinstance(statements[0].stmt, ast.SelectStmt) and statements[0].stmt.intoClause is not None:
         return None
-    return sql_text[slices[0]]
+    # The statement's bounds, stripped, are what pglast.split gives (which would parse it again); the
+    # parser reads up to a NUL, if any.
+    raw = statements[0]
+    end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(sql_text.partition("\x00")[0])
+    return sql_text[raw.stmt_location : end].strip()
 
 
 def _plan_rows(plan: dict[str, Any]) -> int:

@@ -128,6 +128,53 @@ def test_statement_timeout_and_cancel_become_target_errors(shop: str, hold_lock:
             session.table_row_estimate("public", "orders")
 
 
+def _backend_pid(session: TargetSession) -> int:
+    return session._conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+
+def test_session_settings_arrive_as_connection_options(shop: str) -> None:
+    url = f"{shop}?options=-c%20search_path%3Dpg_catalog%2Cpublic"  # the target's own options are kept
+    with open_target_session(_target(url), statement_timeout_ms=4321, lock_timeout_ms=1234) as session:
+        shown = {name: session._conn.execute(f"SHOW {name}").fetchone()[0] for name in (
+            "statement_timeout", "lock_timeout", "default_transaction_read_only", "transaction_read_only",
+            "search_path", "application_name")}
+    assert shown == {
+        "statement_timeout": "4321ms", "lock_timeout": "1234ms", "default_transaction_read_only": "on",
+        "transaction_read_only": "on", "search_path": "pg_catalog,public", "application_name": "plancheck",
+    }
+
+
+def test_a_clean_session_leaves_its_connection_for_the_next_check(shop: str, hold_lock: Callable[[str], None]) -> None:
+    with open_target_session(_target(shop)) as session:
+        first = _backend_pid(session)
+        session._conn.execute("SET LOCAL work_mem = '7MB'")  # transaction state never outlives a session
+    with open_target_session(_target(shop)) as session:
+        assert _backend_pid(session) == first
+        assert session._conn.execute("SHOW work_mem").fetchone()[0] != "7MB"
+        assert session.estimate_rows("DELETE FROM orders") is not None
+    hold_lock("orders")
+    with open_target_session(_target(shop), lock_timeout_ms=100) as session:
+        assert _backend_pid(session) != first  # other settings, another connection
+        first = _backend_pid(session)
+    with open_target_session(_target(shop), lock_timeout_ms=100) as session:
+        assert _backend_pid(session) == first
+        with pytest.raises(TargetError):
+            session.estimate_rows("DELETE FROM orders")
+    with open_target_session(_target(shop), lock_timeout_ms=100) as session:  # a failed session's was closed
+        assert _backend_pid(session) != first
+
+
+def test_a_dead_idle_connection_is_replaced_not_reported(shop: str) -> None:
+    with open_target_session(_target(shop)) as session:
+        first = _backend_pid(session)
+    with psycopg.connect(libpq_url(shop), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+    results = check_target(_target(shop), "DELETE FROM orders WHERE id = 1;", CONFIG)
+    assert [r.status for r in results if r.status == Status.ERROR] == []
+    with open_target_session(_target(shop)) as session:
+        assert _backend_pid(session) != first
+
+
 # --- the summary report ------------------------------------------------------------------------------
 
 def test_summary_of_a_risky_migration(shop: str) -> None:
