@@ -86,8 +86,8 @@ def _parse_pieces(texts: list[str]) -> list[tuple[str, float]]:
         ("    for scale: split with the C scanner only", best(lambda: [pglast.parser.split(t, with_parser=False) for t in texts])),
     ]
     try:
-        pieces.append(("  one parser thread per script (no-op in it)",
-                       best(lambda: [script._on_deep_stack(len, t) for t in texts])))
+        pieces.append(("  parser thread if over 2 KiB (no-op in it)",
+                       best(lambda: [script.on_parser_stack(len, t) for t in texts])))
         parsed = [script._parse(t) for t in texts]
         pieces.append(("  collect (every node of every statement)",
                        best(lambda: [script.collect(p.node) for ps in parsed for p in ps])))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from plancheck.checks.advise import ReviewConfig, review
+from plancheck.checks.advise import ReviewConfig, parse, review
 from plancheck.checks.result import CheckResult, CheckType, Status
+from plancheck.checks.rules.script import Script
 from plancheck.checks.session import TargetError, TargetSession, open_target_session
 from plancheck.checks.summary import summarize
 from plancheck.checks.target import Target
@@ -53,10 +54,11 @@ def check_target(
 def _run_checks(
     target: Target, sql: str, config: ReviewConfig, session: TargetSession, should_stop: Callable[[], bool]
 ) -> list[CheckResult]:
-    results = list(review(sql, target.name, config, session.estimate_rows))
+    parsed = parse(sql)  # once, for the review and the summary report
+    results = review(sql, target.name, config, session.estimate_rows, parsed=parsed)
     session.raise_if_failed()  # in case the advisor swallowed a TargetError from estimate_rows
     _stop_if(should_stop)
-    results.append(summarize(sql, target.name, session))
+    results.append(summarize(sql, target.name, session, parsed if isinstance(parsed, Script) else None))
     _stop_if(should_stop)
     return results
 

@@ -14,9 +14,9 @@ from typing import Any
 from plancheck.checks.result import CheckResult, CheckType, Position, Status
 from plancheck.checks.rules import ALL_RULES, RULES_BY_NAME
 from plancheck.checks.rules.base import Level, Rule, RowEstimator, RuleContext
-from plancheck.checks.rules.script import LineIndex, SqlSyntaxError, parse_script
+from plancheck.checks.rules.script import LineIndex, Script, SqlSyntaxError, parse_script
 
-__all__ = ["ReviewConfig", "RowEstimator", "review"]
+__all__ = ["ReviewConfig", "RowEstimator", "Unreviewable", "parse", "review"]
 
 MAX_SCRIPT_BYTES = 2 * 1024 * 1024
 MAX_RESULTS_PER_STATUS = 50
@@ -76,29 +76,52 @@ def _rule(name: str) -> Rule:
     return rule
 
 
+@dataclass(frozen=True)
+class Unreviewable:
+    """Why a script has no parse to review (too large, or a syntax error): the review's one result."""
+
+    status: Status
+    title: str
+    content: str
+    code: int = 0
+    position: Position | None = None
+
+
+def parse(sql: str) -> Script | Unreviewable:
+    """The script as the rules read it, parsed once: `check_target` gives it to the summary report too."""
+    size = len(sql.encode("utf-8", "surrogatepass"))
+    if size > MAX_SCRIPT_BYTES:
+        return Unreviewable(
+            Status.WARNING,
+            "statement too large for review",
+            f"The script is {size:,} bytes; SQL review is skipped above {MAX_SCRIPT_BYTES:,} bytes (2 MiB). "
+            "Split the change into smaller plans to have it reviewed.",
+        )
+    try:
+        return parse_script(sql)
+    except SqlSyntaxError as error:
+        line, column = LineIndex(sql)(error.index)
+        return Unreviewable(Status.ERROR, "Syntax error", error.message, SYNTAX_ERROR_CODE, Position(line, column))
+
+
 def review(
-    sql: str, target: str, config: ReviewConfig, estimate_rows: RowEstimator | None = None
+    sql: str,
+    target: str,
+    config: ReviewConfig,
+    estimate_rows: RowEstimator | None = None,
+    *,
+    parsed: Script | Unreviewable | None = None,
 ) -> list[CheckResult]:
     """Review one script for one target: findings (ERRORs first, then by position), or one OK result.
 
-    Exceptions raised by estimate_rows propagate to the caller.
+    `parsed` is `parse(sql)` when the caller has it already. Exceptions raised by estimate_rows
+    propagate to the caller.
     """
-    size = len(sql.encode("utf-8", "surrogatepass"))
-    if size > MAX_SCRIPT_BYTES:
-        return [
-            _result(
-                target,
-                Status.WARNING,
-                "statement too large for review",
-                f"The script is {size:,} bytes; SQL review is skipped above {MAX_SCRIPT_BYTES:,} bytes (2 MiB). "
-                "Split the change into smaller plans to have it reviewed.",
-            )
-        ]
-    try:
-        script = parse_script(sql)
-    except SqlSyntaxError as error:
-        line, column = LineIndex(sql)(error.index)
-        return [_result(target, Status.ERROR, "Syntax error", error.message, SYNTAX_ERROR_CODE, Position(line, column))]
+    script = parse(sql) if parsed is None else parsed
+    if isinstance(script, Script) and script.text != sql:
+        raise ValueError("parsed is not the parse of sql")
+    if isinstance(script, Unreviewable):
+        return [_result(target, script.status, script.title, script.content, script.code, script.position)]
 
     results = []
     for rule in ALL_RULES:

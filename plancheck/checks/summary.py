@@ -1,6 +1,6 @@
 """STATEMENT_SUMMARY_REPORT: what a sheet does to one target — statement types, tables, affected rows.
 
-The statement classification lives here (`parse_statements`) and nowhere else.
+The statement classification lives here (`parse_statements`, `script_statements`) and nowhere else.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pglast.enums import ObjectType
 from pglast.parser import ParseError
 
 from plancheck.checks.result import CheckResult, CheckType, Status
+from plancheck.checks.rules.script import Script, on_parser_stack
 
 if TYPE_CHECKING:
     from plancheck.checks.session import TargetSession
@@ -71,15 +72,31 @@ class Statement:
 
 def parse_statements(sql: str) -> list[Statement]:
     """Split and classify a sheet; raises pglast's ParseError on a syntax error."""
-    nodes = pglast.parse_sql(sql)
+    nodes = on_parser_stack(pglast.parse_sql, sql)
     slices = pglast.split(sql, only_slices=True)
     return [_classify(raw.stmt, sql[part]) for raw, part in zip(nodes, slices, strict=True)]
 
 
-def summarize(sql: str, target_name: str, session: TargetSession | None) -> CheckResult:
-    """The summary report of `sql` on one target; estimates need a session, the rest is parsing."""
+def script_statements(script: Script) -> list[Statement]:
+    """What `parse_statements(script.text)` gives, from the review's parse (`advise.parse`) of the text.
+
+    The texts are the review's statement texts (`stmt.sql`), which pglast's split gives too: the row
+    estimates of the review and of the summary are answered by one EXPLAIN each.
+    """
+    if any(stmt.names_masked for stmt in script.statements):
+        return parse_statements(script.text)  # table names must be the real ones: parse the slow way
+    return [_classify(stmt.node, stmt.sql) for stmt in script.statements]
+
+
+def summarize(sql: str, target_name: str, session: TargetSession | None, script: Script | None = None) -> CheckResult:
+    """The summary report of `sql` on one target; estimates need a session, the rest is parsing.
+
+    `script`, the review's parse of the same `sql`, saves parsing it again.
+    """
+    if script is not None and script.text != sql:
+        raise ValueError("script is not the parse of sql")
     try:
-        statements = parse_statements(sql)
+        statements = script_statements(script) if script is not None else parse_statements(sql)
     except ParseError:
         return CheckResult(
             status=Status.WARNING,

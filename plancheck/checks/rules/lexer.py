@@ -8,7 +8,8 @@ pglast cannot answer two questions the advisor needs:
   characters, which is quadratic (a 170 KB script of Japanese strings took 6 s, 2 MiB never ends).
 
 Masking replaces characters with ``x``, which is an identifier character outside literals, so
-the statement structure never changes even where this lexer and PostgreSQL disagree.
+the statement structure never changes even where this lexer and PostgreSQL disagree. (In a
+dollar-quoted body, with a letter its tag does not have: ``$x$ $é$ $x$`` must not end at ``$é$``.)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ _TOKEN = re.compile(
 )
 _BLOCK_EDGE = re.compile(r"/\*|\*/")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+_MASKS = "xyzXYZ"  # mask characters, by preference; a dollar-quoted body's must not be in its tag
 
 
 class Kind(Enum):
@@ -52,6 +54,7 @@ class Token:
     kind: Kind
     start: int
     end: int
+    tag: str = ""  # of a dollar-quoted body: its quote, e.g. "$fn$"
 
 
 def tokens(text: str) -> Iterator[Token]:
@@ -67,7 +70,7 @@ def tokens(text: str) -> Iterator[Token]:
         elif kind == "dollar":
             close = text.find(match.group(), end)
             body_end = len(text) if close < 0 else close
-            yield Token(Kind.STRING, end, body_end)
+            yield Token(Kind.STRING, end, body_end, match.group())
             end = len(text) if close < 0 else close + len(match.group())
         elif kind is not None:
             yield Token(_KINDS[kind], pos, end)
@@ -101,16 +104,17 @@ def mask_literals(text: str) -> str:
     for token in tokens(text):
         if token.kind in (Kind.COMMENT, Kind.STRING):
             body = text[token.start : token.end]
-            if not body.isascii():
-                pieces += [text[done : token.start], mask_all(body)]
+            mask = "" if body.isascii() else next((letter for letter in _MASKS if letter not in token.tag), "")
+            if mask:  # (no letter left: the body stays as it is, slower to parse but right)
+                pieces += [text[done : token.start], mask_all(body, mask)]
                 done = token.end
     pieces.append(text[done:])
     return "".join(pieces)
 
 
-def mask_all(text: str) -> str:
-    """text with every non-ASCII character replaced by ``x`` (same length in characters)."""
-    return _NON_ASCII.sub(lambda m: "x" * len(m.group()), text)
+def mask_all(text: str, mask: str = "x") -> str:
+    """text with every non-ASCII character replaced by mask, ``x`` (same length in characters)."""
+    return _NON_ASCII.sub(lambda m: mask * len(m.group()), text)
 
 
 def identifiers(text: str) -> Iterator[tuple[str, int]]:

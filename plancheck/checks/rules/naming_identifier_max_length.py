@@ -10,12 +10,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from pglast.parser import ParseError, scan
+
 from plancheck.checks.rules import lexer
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
+from plancheck.checks.rules.script import offset_mapping_affordable
 
 MAX_BYTES = 63
-# A name over 63 bytes has at least 16 characters (4 bytes at most each): skip lexing scripts without one.
-_CANDIDATE = re.compile(r'[\w$\x80-\U0010FFFF]{16}|"(?:[^"]|""){16}')
+# Unquoted, a name is a run of these characters (the parser's names are already truncated, so the
+# text is read): over 63 bytes, the run is 64 ASCII characters or 16 and more with some non-ASCII.
+_LONG_ASCII_RUN = re.compile(r"[A-Za-z0-9_$]{64}")
+_LONG_RUN = re.compile(r"[A-Za-z0-9_$\x80-\U0010FFFF]{16,}")
+_NAME_TOKENS = frozenset({"IDENT", "UIDENT"})  # plain or quoted; U&"…"
 
 BAD = [
     f"CREATE TABLE {'a' * 64} (id bigint PRIMARY KEY)",
@@ -30,10 +36,11 @@ GOOD = [
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    if not _CANDIDATE.search(ctx.script.text):
+    text = ctx.script.text
+    if not _may_have_long_name(text):
         return
     seen: set[str] = set()
-    for name, index in lexer.identifiers(ctx.script.text):
+    for name, index in _identifiers(text):
         size = len(name.encode())
         if size > MAX_BYTES and name not in seen:
             seen.add(name)
@@ -44,6 +51,41 @@ def check(ctx: RuleContext) -> Iterator[Finding]:
                 f"with the same first {MAX_BYTES} bytes collides with it. Use a name of at most {MAX_BYTES} bytes.",
                 index,
             )
+
+
+def _may_have_long_name(text: str) -> bool:
+    """False when no identifier of text can be over MAX_BYTES: the usual case, found without lexing."""
+    if '"' in text:
+        return True  # a quoted name can hold anything: only lexing tells it from the text around it
+    if text.isascii():
+        return _LONG_ASCII_RUN.search(text) is not None
+    return any(len(run.encode()) > MAX_BYTES for run in _LONG_RUN.findall(text))
+
+
+def _identifiers(text: str) -> Iterator[tuple[str, int]]:
+    """(name as written, before truncation; start index) of every identifier, from PostgreSQL's own scanner.
+
+    The scanner maps offsets to characters as slowly as the parser (see script._offset_mapping_cost):
+    on text with much non-ASCII, and should the scanner fail, the plancheck lexer reads the names.
+    """
+    if offset_mapping_affordable(text):
+        try:
+            tokens = scan(text)
+        except ParseError:
+            pass
+        else:
+            for token in tokens:
+                if token.name in _NAME_TOKENS:
+                    yield _name(text[token.start : token.end + 1]), token.start
+            return
+    yield from lexer.identifiers(text)
+
+
+def _name(token: str) -> str:
+    """abc -> abc, "a""b" -> a"b, U&"a" -> a (escapes are counted as written, like the lexer does)."""
+    if not token.endswith('"'):
+        return token
+    return token[token.index('"') + 1 : -1].replace('""', '"')
 
 
 RULE = Rule("naming.identifier-max-length", 301, Level.ERROR, __doc__, check, BAD, GOOD)

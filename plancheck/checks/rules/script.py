@@ -7,6 +7,7 @@ indexes are character indexes into the original text (pglast converts the parser
 from __future__ import annotations
 
 import bisect
+import operator
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -35,6 +36,10 @@ _PARSER_STACK_BYTES = 512 * 1024 * 1024
 _stack_size_lock = threading.Lock()
 # Above this _offset_mapping_cost (about 0.2 s), pglast would spend too long on non-ASCII names.
 _OFFSET_MAPPING_BUDGET = 20_000_000
+# Scripts up to this many UTF-8 bytes are parsed in the caller's thread: starting a parser thread costs
+# more than parsing them. Nesting is at most one level per byte ("+-+-…"; bison stops unary chains at
+# 10,000 levels), about 0.36 KB of stack each: under 1 MB, far below any thread's default stack.
+_INLINE_PARSE_BYTES = 2048
 
 
 class SqlSyntaxError(Exception):
@@ -59,6 +64,7 @@ class Statement:
     in_transaction: bool  # an explicit BEGIN is open
     lock_timeout: bool  # a non-zero lock_timeout is in effect
     nodes: dict[type, list[ast.Node]]
+    names_masked: bool = False  # non-ASCII characters of its names read as "x" (see _reparse)
 
     def find(self, kind: type[N]) -> list[N]:
         """Every node of this type anywhere in the statement, in tree order."""
@@ -102,6 +108,7 @@ class _Parsed:
     start: int
     end: int
     offset: int
+    names_masked: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,7 +161,7 @@ def parse_script(text: str) -> Script:
         raise SqlSyntaxError(f"invalid character U+{ord(invalid.group()):04X} in SQL text", invalid.start())
     script = Script(text, [])
     session = _Session()
-    for ordinal, parsed in enumerate(_on_deep_stack(_parse, text)):
+    for ordinal, parsed in enumerate(on_parser_stack(_parse, text)):
         start = first_token(text, parsed.start)
         stmt = Statement(
             ordinal=ordinal,
@@ -166,12 +173,21 @@ def parse_script(text: str) -> Script:
             in_transaction=session.in_transaction,
             lock_timeout=session.lock_timeout,
             nodes=collect(parsed.node),
+            names_masked=parsed.names_masked,
         )
         script.statements.append(stmt)
         for key in _created_relations(stmt.node, script, stmt):
             script.created.setdefault(key, ordinal)
         session = session.after(stmt.node)
     return script
+
+
+def on_parser_stack(function: Callable[[str], T], text: str) -> T:
+    """function(text), which parses text with pglast, on a stack that fits any tree pglast builds from it:
+    the caller's for a small text, else a parser thread's (see _on_deep_stack)."""
+    if len(text) <= _INLINE_PARSE_BYTES and len(text.encode("utf-8", "surrogatepass")) <= _INLINE_PARSE_BYTES:
+        return function(text)
+    return _on_deep_stack(function, text)
 
 
 def _on_deep_stack(function: Callable[[str], T], argument: str) -> T:
@@ -211,6 +227,11 @@ def _parse_masked(text: str) -> list[_Parsed]:
     return [_reparse(masked, _bounds(raw, len(text))) for raw in pglast.parse_sql(lexer.mask_all(masked))]
 
 
+def offset_mapping_affordable(text: str) -> bool:
+    """Whether pglast can map text's byte offsets to characters quickly enough (see _offset_mapping_cost)."""
+    return _offset_mapping_cost(text) <= _OFFSET_MAPPING_BUDGET
+
+
 def _offset_mapping_cost(text: str) -> int:
     """Upper bound of pglast's work to map byte offsets to characters: locations x multi-byte bytes."""
     return len(text) * (len(text.encode()) - len(text))
@@ -223,8 +244,10 @@ def _bounds(raw: ast.RawStmt, length: int) -> _Parsed:
 
 def _reparse(masked: str, parsed: _Parsed) -> _Parsed:
     piece = masked[parsed.start : parsed.end]
-    if piece.isascii() or _offset_mapping_cost(piece) > _OFFSET_MAPPING_BUDGET:
-        return parsed  # exact already, or too slow: keep the names with non-ASCII masked
+    if piece.isascii():
+        return parsed  # its names are ASCII: exact already
+    if _offset_mapping_cost(piece) > _OFFSET_MAPPING_BUDGET:
+        return _Parsed(parsed.node, parsed.start, parsed.end, parsed.offset, names_masked=True)  # too slow
     (raw,) = pglast.parse_sql(piece)
     return _Parsed(raw.stmt, parsed.start, parsed.end, parsed.start)
 
@@ -302,11 +325,34 @@ def walk(root: Any) -> Iterator[ast.Node]:
 
 
 def collect(root: ast.Node) -> dict[type, list[ast.Node]]:
-    """Every node under root grouped by type, in tree order."""
+    """Every node under root grouped by type, in tree order (walk's order, unrolled: it runs on every node)."""
     nodes: dict[type, list[ast.Node]] = {}
-    for node in walk(root):
-        nodes.setdefault(type(node), []).append(node)
+    stack: list[Any] = [root]
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    while stack:
+        item = pop()
+        if isinstance(item, tuple):
+            extend(reversed(item))
+        elif isinstance(item, ast.Node):
+            kind = type(item)
+            found = nodes.get(kind)
+            if found is None:
+                nodes[kind] = [item]
+            else:
+                found.append(item)
+            children, many = _children(kind)
+            if many:
+                extend(reversed(children(item)))  # None children are popped and skipped
+            elif children is not None:
+                push(children(item))
     return nodes
+
+
+@cache
+def _children(cls: type[ast.Node]) -> tuple[Callable[[ast.Node], Any] | None, bool]:
+    """A getter of cls's child slots (returning a tuple when many) and whether there are many."""
+    slots = _child_slots(cls)
+    return (operator.attrgetter(*slots) if slots else None), len(slots) > 1
 
 
 @cache

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from plancheck.checks.rules import RULES_BY_NAME, lexer, script
-from plancheck.checks.rules.base import RuleContext
+from plancheck.checks.rules import ALL_RULES, RULES_BY_NAME, lexer, script
+from plancheck.checks.rules.base import Rule, RuleContext
 from plancheck.checks.rules.script import LineIndex, SqlSyntaxError, first_token, parse_script
 
 
@@ -186,3 +186,34 @@ def test_lexer_finds_identifiers_outside_literals_and_comments() -> None:
     text = "SELECT \"a\"\"b\", E'it\\'s x', $tag$ y $ $tag$, abc$d -- zz\n/* q */ U&\"w\""
     assert [name for name, _ in lexer.identifiers(text)] == ["SELECT", 'a"b', "abc$d", "w"]
     assert lexer.mask_literals("SELECT 'é' AS é -- ü") == "SELECT 'x' AS é -- x"
+
+
+def test_masking_a_dollar_quoted_body_keeps_its_end() -> None:
+    assert lexer.mask_literals("SELECT $x$ $é$ $x$, $y$ é $y$") == "SELECT $x$ $y$ $x$, $y$ x $y$"
+    assert lexer.mask_literals("SELECT $xyzXYZ$ é $xyzXYZ$") == "SELECT $xyzXYZ$ é $xyzXYZ$"
+    sql = "SELECT $x$ $日$; DROP TABLE t; SELECT $本$ $x$;"
+    assert [type(stmt.node).__name__ for stmt in parse_script(sql).statements] == ["SelectStmt"]
+
+
+@pytest.mark.parametrize("rule", [rule for rule in ALL_RULES if rule.bad], ids=lambda rule: rule.name)
+def test_collect_groups_walk_by_type(rule: Rule) -> None:
+    for sql in (*rule.bad, *rule.good):
+        for stmt in parse_script(sql).statements:
+            grouped: dict[type, list] = {}
+            for node in script.walk(stmt.node):
+                grouped.setdefault(type(node), []).append(node)
+            assert script.collect(stmt.node) == grouped
+            assert all(a is b for kind in grouped for a, b in zip(stmt.nodes[kind], grouped[kind], strict=True))
+
+
+def test_small_scripts_are_parsed_without_a_parser_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: list[str] = []
+    on_deep_stack = script._on_deep_stack
+    monkeypatch.setattr(
+        script, "_on_deep_stack", lambda function, text: threads.append(text) or on_deep_stack(function, text)
+    )
+    small, large = "SELECT " + "1+" * 1020 + "1", "SELECT " + "é" * 1021
+    assert len(small.encode()) <= script._INLINE_PARSE_BYTES < len(large.encode())
+    parse_script(small)
+    parse_script(large)
+    assert threads == [large]
