@@ -1,28 +1,57 @@
 """Test hook (test suite only): the plancheck Celery app, with every `plancheck.run` message published twice.
 
-Start a worker with `celery -A tests.chaos.duplicating_app worker`: the claim task runs in workers and
-publishes the run messages, so each claim's message reaches the broker twice, with the same task id,
-arguments and token. The second copy carries a header so it is not duplicated again.
+Run messages come from two places: workers (claim tasks and the runs that hand on to the next) and
+the process that creates plans (dispatch on create). Start workers with
+`celery -A tests.chaos.duplicating_app worker` to duplicate the first, and wrap plan creation in
+`publishing_twice(broker_url)` for the second. Each message reaches the broker twice, with the same
+task id, arguments and token; the second copy carries a header so it is not duplicated again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from celery.signals import after_task_publish
+from celery.signals import after_task_publish, worker_process_init
 
 from plancheck import app
 
-__all__ = ["app"]
+__all__ = ["app", "publishing_twice"]
 
 DUPLICATE_HEADER = "plancheck_chaos_duplicate"
 RUN_TASK = "plancheck.run"
 
 
-@after_task_publish.connect
-def publish_again(sender: str | None = None, body: Any = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
-    headers = headers or {}
-    if sender != RUN_TASK or headers.get(DUPLICATE_HEADER):
-        return
-    args, kwargs, _embed = body  # task protocol 2: (args, kwargs, embed)
-    app.send_task(RUN_TASK, args=args, kwargs=kwargs, task_id=headers.get("id"), headers={DUPLICATE_HEADER: "1"})
+def _publish_again(broker_url: str | None) -> Callable[..., None]:
+    """A publish hook sending every run message again, to `broker_url` or to the app's own broker."""
+
+    def hook(sender: str | None = None, body: Any = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
+        headers = headers or {}
+        if sender != RUN_TASK or headers.get(DUPLICATE_HEADER):
+            return
+        args, kwargs, _embed = body  # task protocol 2: (args, kwargs, embed)
+        again = {"args": args, "kwargs": kwargs, "task_id": headers.get("id"), "headers": {DUPLICATE_HEADER: "1"}}
+        if broker_url is None:
+            app.send_task(RUN_TASK, **again)
+        else:
+            with app.connection_for_write(broker_url) as connection:
+                app.send_task(RUN_TASK, connection=connection, **again)
+
+    return hook
+
+
+@worker_process_init.connect
+def _duplicate_in_this_worker(**_: Any) -> None:
+    after_task_publish.connect(_publish_again(None), weak=False)
+
+
+@contextmanager
+def publishing_twice(broker_url: str) -> Iterator[None]:
+    """Within the block, this process publishes every run message twice (to `broker_url`)."""
+    hook = _publish_again(broker_url)
+    after_task_publish.connect(hook, weak=False)
+    try:
+        yield
+    finally:
+        after_task_publish.disconnect(hook)

@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from plancheck.store import catalog, followups, runs
 from tests.chaos.conftest import MAX_ATTEMPTS, PROJECT, Chaos
+from tests.chaos.duplicating_app import publishing_twice
 from tests.chaos.harness import (
     FAST_SQL,
     InvariantReport,
@@ -225,16 +226,16 @@ def test_restart_postgres_while_workers_busy(chaos: Chaos) -> None:
 
 
 def test_every_run_message_delivered_twice(chaos: Chaos) -> None:
-    chaos.cluster.worker_app = "tests.chaos.duplicating_app"
+    chaos.cluster.worker_app = "tests.chaos.duplicating_app"  # claims and hand-ons in workers
     chaos.start(workers=2, beats=2)
     lock = LockCycler(chaos.slow_urls)
     lock.start()
-    stream = PlanStream(chaos.api, chaos.targets, issue_every=ISSUE_EVERY, rate=RATE, duration=6)
-    stream.start()
-    fault_end = time.monotonic() + 6  # the fault lasts as long as the stream
-
-    report, _ = _conclude(chaos, "every run message delivered twice", "every run message published twice",
-                          fault_end, stream, lock)
+    with publishing_twice(chaos.api.settings.broker_url):  # dispatch on create, in this process
+        stream = PlanStream(chaos.api, chaos.targets, issue_every=ISSUE_EVERY, rate=RATE, duration=6)
+        stream.start()
+        fault_end = time.monotonic() + 6  # the fault lasts as long as the stream
+        report, _ = _conclude(chaos, "every run message delivered twice", "every run message published twice",
+                              fault_end, stream, lock)
     assert report.statuses == {"DONE": report.runs}
     # Each claim's message arrived twice: one copy started, the other was a logged no-op (a claim
     # reaped before it started would add two more no-ops, hence >=).

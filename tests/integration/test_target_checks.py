@@ -133,7 +133,8 @@ def _backend_pid(session: TargetSession) -> int:
 
 
 def test_session_settings_arrive_as_connection_options(shop: str) -> None:
-    url = f"{shop}?options=-c%20search_path%3Dpg_catalog%2Cpublic"  # the target's own options are kept
+    separator = "&" if "?" in shop else "?"  # the embedded server's URL already has ?host=<socket dir>
+    url = f"{shop}{separator}options=-c%20search_path%3Dpg_catalog%2Cpublic"  # the target's own options are kept
     with open_target_session(_target(url), statement_timeout_ms=4321, lock_timeout_ms=1234) as session:
         shown = {name: session._conn.execute(f"SHOW {name}").fetchone()[0] for name in (
             "statement_timeout", "lock_timeout", "default_transaction_read_only", "transaction_read_only",
