@@ -175,7 +175,8 @@ def _finish(conn: Connection, execution: Execution, status: str, reason: str | N
     if not runs.finish(conn, execution.started.id, execution.started.token, status, extra):
         return _discard(execution)
     execution.log("finished", status=status, reason=reason)
-    return Outcome(status, handoff=runs.claim(conn, 1, execution.settings.lease_seconds))
+    settings = execution.settings
+    return Outcome(status, handoff=runs.claim(conn, 1, settings.lease_seconds, cap=settings.claim_batch))
 
 
 def _discard(execution: Execution) -> Outcome:

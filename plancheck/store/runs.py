@@ -107,7 +107,7 @@ _CLOSE_OPEN_ATTEMPTS = text(
     """
 ).bindparams(bindparam("run_ids", type_=ARRAY(BIGINT)))
 
-# Backpressure: no more than `batch` runs may wait claimed but not started, so a run message never
+# Backpressure: no more than `cap` runs may wait claimed but not started, so a run message never
 # queues in the broker long enough for its lease to lapse while workers are busy.
 # `id = ANY(ARRAY(...))` keeps the claimable rows' subquery a one-off InitPlan: with `id IN (...)` and
 # 100,000 AVAILABLE rows the planner chose a join and a batch-1 claim took 20 ms instead of 1 ms
@@ -120,9 +120,9 @@ _CLAIM = text(
     WHERE id = ANY(ARRAY(
         SELECT id FROM plan_check_run WHERE status = 'AVAILABLE'
         ORDER BY id
-        LIMIT greatest(:batch - (
+        LIMIT least(:batch, greatest(:cap - (
             SELECT count(*) FROM plan_check_run WHERE status = 'RUNNING' AND started_at IS NULL
-        ), 0)
+        ), 0))
         FOR UPDATE SKIP LOCKED
     ))
     RETURNING id, plan_id, token, attempt
@@ -266,10 +266,12 @@ def create(conn: Connection, plan_id: int, plan_version: int) -> int:
     return int(run_id)
 
 
-def claim(conn: Connection, batch: int, lease_seconds: float) -> list[Claimed]:
-    """Move the oldest AVAILABLE runs to RUNNING, each with a new token and lease, while fewer than
-    `batch` claimed runs wait to start; `attempt` counts the executions started before."""
-    rows = conn.execute(_CLAIM, {"batch": batch, "lease": lease_seconds}).all()
+def claim(conn: Connection, batch: int, lease_seconds: float, cap: int | None = None) -> list[Claimed]:
+    """Move up to `batch` of the oldest AVAILABLE runs to RUNNING, each with a new token and lease,
+    while fewer than `cap` (default: `batch`) claimed runs wait to start; `attempt` counts the
+    executions started before."""
+    params = {"batch": batch, "cap": batch if cap is None else cap, "lease": lease_seconds}
+    rows = conn.execute(_CLAIM, params).all()
     return [Claimed(row.id, row.plan_id, row.token, row.attempt) for row in rows]
 
 

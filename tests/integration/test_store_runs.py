@@ -192,6 +192,18 @@ def test_claims_wait_while_a_batch_is_unstarted(engine: Engine) -> None:
         assert [c.id for c in runs.claim(conn, 4, 30)] == [5]
 
 
+def test_a_hand_on_claim_takes_one_while_the_window_has_room(engine: Engine) -> None:
+    """A finishing run claims one more while fewer than the cap wait unstarted: the pipeline stays
+    full at the cap instead of draining to one message at a time."""
+    _new_runs(engine, 10)
+    with engine.begin() as conn:
+        assert len(runs.claim(conn, 4, 30)) == 4
+        assert runs.claim(conn, 1, 30) == []  # cap = batch = 1: four already wait
+        assert [c.id for c in runs.claim(conn, 1, 30, cap=6)] == [5]
+        assert [c.id for c in runs.claim(conn, 3, 30, cap=6)] == [6]  # never past the cap
+        assert runs.claim(conn, 1, 30, cap=6) == []
+
+
 def test_live_lease_is_not_reaped(engine: Engine) -> None:
     _new_runs(engine, 1)
     _claim_one(engine, lease=60)
