@@ -83,7 +83,7 @@ def explain(engine: Engine, batch: int, lease: float, whole: bool = False) -> st
     sql = statement.strip() if whole else inner_select(statement)
     with engine.connect() as conn:
         with conn.begin() as trans:
-            rows = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS, COSTS) " + sql), {"batch": batch, "lease": lease}).all()
+            rows = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS, COSTS) " + sql), {"batch": batch, "cap": batch, "lease": lease}).all()
             trans.rollback()
     return "\n".join(row[0] for row in rows)
 
@@ -124,7 +124,7 @@ def time_claims(
             if sql is None:
                 rows = runs.claim(conn, batch, lease)
             else:
-                rows = conn.execute(text(sql), {"batch": batch, "lease": lease}).all()
+                rows = conn.execute(text(sql), {"batch": batch, "cap": batch, "lease": lease}).all()
             elapsed = time.perf_counter() - t0
             trans.rollback()
             if i >= warm:  # the first few warm the connection and the caches

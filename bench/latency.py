@@ -5,7 +5,8 @@ schedule (open loop: the k-th plan is due at start + k/rate, whatever the previo
 target and one-statement SQL each. Three phases, one after the other, each waiting for its runs to
 finish before the next:
 
-* dispatch: `Plancheck.create_plan`, which stores the run and sends a claim at once (beat 2 s);
+* dispatch: `Plancheck.create_plan`, which stores the run, then claims and publishes the run message
+  at once (beat 2 s);
 * dispatch, light load: the same at 5 runs/s, for half as long: the path's latency without queueing;
 * beat-only 2 s (half as long): the same API call with the dispatch switched off, claims come from beat only
   (PLANCHECK_CLAIM_INTERVAL=2, plancheck's default);
@@ -175,8 +176,8 @@ def run(servers: Servers, quick: bool) -> None:
         "latency breakdown, ms: created -> claimed -> started -> finished",
         ["variant", "claim p50", "claim p99", "claim->start p50", "p99", "start->finish p50", "p99"],
         rows,
-        ["claim = claimed_at - created_at (includes the create transaction's own duration and the claim message hop)",
-         "claim->start = the run message: publish by the claim task, queue, pick-up by a pool process, start transaction"],
+        ["claim = claimed_at - created_at (the create transaction's own duration, then the claim: by the API on dispatch, by beat's claim task otherwise)",
+         "claim->start = the run message: publish, queue, pick-up by a pool process, start transaction"],
     ))
     emit(table(
         "latency: the tasks each phase ran (celery's 'succeeded in'), and how busy the pool was",

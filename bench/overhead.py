@@ -7,10 +7,15 @@ when the work is done:
 
 * no-op: N `bench.noop` messages published up front; done = the Redis queue and the unacked hash
   are both empty (every message executed and acked);
-* plancheck: N plans with an AVAILABLE run each (one target, one-statement SQL), one claim message
-  published up front; a beat runs too (as deployed). Done = N runs DONE in PostgreSQL.
+* plancheck: N plans with an AVAILABLE run each (one target, one-statement SQL) and one dispatch
+  up front (`Plancheck._dispatch_claim`: it claims up to PLANCHECK_CLAIM_BATCH runs and publishes
+  their run messages); every finishing run claims the next; a beat runs too (as deployed).
+  Done = N runs DONE in PostgreSQL.
+* bookkeeping only: the plancheck backlog again, with workers of `bench.bookkeeping_app`, whose
+  check returns one constant result without opening the target: what claim, start, load, fenced
+  writes, finish and relay cost apart from the check.
 * plancheck via the API: workers already running, one client thread calls `create_plan` N times
-  as fast as it can (each sends its claim at once); clock from the first call to the last DONE.
+  as fast as it can (each claims and publishes at once); clock from the first call to the last DONE.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import os
 import re
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import redis
 
@@ -74,6 +82,37 @@ def _noop(servers: Servers, count: int, concurrency: int, pool: str) -> tuple[fl
     return finished - started, times
 
 
+@contextmanager
+def _backlog_cluster(
+    servers: Servers, dep: Any, count: int, concurrency: int, pool: str, app: str
+) -> Iterator[tuple[Any, Any, tuple[float, dict[str, list[float]], dict[str, int]]]]:
+    """`count` AVAILABLE runs and one dispatch, queued before a worker of `app` starts; yields the
+    cluster (still running), its worker and (seconds from ready to all DONE, task times, statuses)."""
+    dep.insert_backlog(count)
+    servers.flush_redis()
+    with cluster(dep.env(), app=app) as running:
+        dep.api()._dispatch_claim()  # run messages queued before the worker starts, like the no-op messages
+        worker = running.worker("w1", concurrency, pool)
+        running.beat()
+        started = wait_ready([worker])
+        finished = wait_for(lambda: dep.count_status("DONE") >= count, timeout=900, what="runs DONE",
+                            alive=running.processes)
+        counts = dep.status_counts()
+        time.sleep(0.3)
+        yield running, worker, (finished - started, task_times(worker.log()), counts)
+
+
+def _backlog(
+    servers: Servers, dep: Any, count: int, concurrency: int, pool: str, app: str
+) -> tuple[float, dict[str, list[float]], dict[str, int]]:
+    with _backlog_cluster(servers, dep, count, concurrency, pool, app) as (_, _, measured):
+        pass
+    servers.flush_redis()
+    if measured[2].get("DONE") != count:
+        raise RuntimeError(f"not every run ended DONE: {measured[2]}")
+    return measured
+
+
 def run(servers: Servers, quick: bool) -> None:
     concurrency = len(os.sched_getaffinity(0))
     pool = "prefork"
@@ -86,23 +125,15 @@ def run(servers: Servers, quick: bool) -> None:
     noop_rate = noop_count / noop_seconds
 
     with deployment(servers, "ovh") as dep:
+        progress(f"overhead: {plan_count} runs, check replaced by a constant (bench.bookkeeping_app)")
+        bookkeeping_seconds, bookkeeping_times, _ = _backlog(servers, dep, plan_count, concurrency, pool,
+                                                             "bench.bookkeeping_app")
+        dep.reset_history()
         progress(f"overhead: {plan_count} plancheck runs from a backlog")
-        dep.insert_backlog(plan_count)
-        servers.flush_redis()
-        env = dep.env()
-        with cluster(env) as running:
-            api = dep.api()
-            api._dispatch_claim()  # queued before the worker starts, like the no-op messages
-            worker = running.worker("w1", concurrency, pool)
-            running.beat()
-            started = wait_ready([worker])
-            finished = wait_for(lambda: dep.count_status("DONE") >= plan_count, timeout=900, what="runs DONE",
-                                alive=running.processes)
-            counts = dep.status_counts()
-            time.sleep(0.3)
+        with _backlog_cluster(servers, dep, plan_count, concurrency, pool, "plancheck") as (running, worker, finished):
+            backlog_seconds, times, counts = finished
             log = worker.log()
-            times = task_times(log)
-            backlog_seconds = finished - started
+            api = dep.api()
 
             progress(f"overhead: {api_count} plans through Plancheck.create_plan")
             dep.reset_history()
@@ -135,14 +166,19 @@ def run(servers: Servers, quick: bool) -> None:
          tasks(times) / backlog_seconds, plan_rate / noop_rate],
         ["plancheck, API create_plan loop", api_count, tasks(api_times), api_seconds, api_rate,
          tasks(api_times) / api_seconds, api_rate / noop_rate],
+        ["bookkeeping only (check = constant)", plan_count, tasks(bookkeeping_times), bookkeeping_seconds,
+         plan_count / bookkeeping_seconds, tasks(bookkeeping_times) / bookkeeping_seconds,
+         plan_count / bookkeeping_seconds / noop_rate],
     ]
     emit(table(
         f"overhead: runs per second vs celery no-ops (-P {pool} -c {concurrency}, same broker and celeryconfig)",
         ["workload", "items", "tasks", "seconds", "items/s", "tasks/s", "ratio vs no-op"],
         rows,
         [f"goal: plancheck/no-op >= 0.8; measured {plan_rate / noop_rate:.2f} (backlog), {api_rate / noop_rate:.2f} (API)",
-         "tasks = celery tasks the worker logged as succeeded (plancheck: run + relay per run, claim per 50 runs, beat's reap/relay)",
-         f"API phase: create_plan p50 {sorted(create_seconds)[len(create_seconds) // 2] * 1000:.1f} ms client-side, one client thread"],
+         "tasks = celery tasks the worker logged as succeeded (plancheck: one run per run, one relay per 0.25 s per process, beat's claim/reap/relay)",
+         f"API phase: create_plan p50 {sorted(create_seconds)[len(create_seconds) // 2] * 1000:.1f} ms client-side, one client thread",
+         "bookkeeping only: the backlog phase with bench.bookkeeping_app, whose runs never open the target (claim, start, "
+         "load, fenced writes, finish, relay)"],
     ))
 
     def per_task(times_: dict[str, list[float]]) -> list[list[object]]:

@@ -2,8 +2,8 @@
 
 The cheapest real run (one target, one-statement SQL) is executed in this process the way the run
 task does it: `runner.execute(run_id, token, worker, settings)` for a claimed run (following the
-run it hands on, if any), then `followups.relay` as the relay task would. First without a profiler
-(wall ms per run), then under cProfile: the cumulative time of plancheck's and the drivers' main
+run it hands on, if any), and `followups.relay` once per 0.25 s, as a worker's debounced relay
+would. First without a profiler (wall ms per run), then under cProfile: the cumulative time of plancheck's and the drivers' main
 functions per run. The counts of metadata-database statements, transactions and pool pre-pings per
 run come from SQLAlchemy events and cProfile call counts.
 
@@ -35,15 +35,17 @@ _PIECES = [
     ("  Lease enter + exit (heartbeat thread)", "plancheck/scheduler/lease.py", "__enter__|__exit__"),
     ("  check_target (target session + checks)", "plancheck/checks/__init__.py", "check_target"),
     ("    psycopg.connect to the target", "plancheck/checks/session.py", "_connect"),
-    ("    session set-up (4 SETs + SHOW)", "plancheck/checks/session.py", "_configure"),
+    ("    idle connection taken (+ liveness SELECT)", "plancheck/checks/session.py", "_take_alive"),
+    ("    read-only proof", "plancheck/checks/session.py", "verify_read_only"),
+    ("    parse (once, shared by review and summary)", "plancheck/checks/advise.py", "parse"),
     ("    review (SQL review rules)", "plancheck/checks/advise.py", "review"),
     ("    summarize (summary report)", "plancheck/checks/summary.py", "summarize"),
-    ("    rollback + close of the target", "plancheck/checks/session.py", "_close"),
+    ("    rollback (connection kept idle)", "plancheck/checks/session.py", "_rolled_back"),
     ("  runs.add_results", "plancheck/store/runs.py", "add_results"),
     ("  runs.finish (+ outbox rows)", "plancheck/store/runs.py", "finish"),
     ("  runs.claim (hand-on claim in finish)", "plancheck/store/runs.py", "claim"),
     ("  state_change log lines", "plancheck/logs.py", "state_change"),
-    ("followups.relay (relay task body)", "plancheck/store/followups.py", "relay"),
+    ("followups.relay (relay task body, once per 0.25 s)", "plancheck/store/followups.py", "relay"),
     ("all SQLAlchemy commits (metadata db)", "sqlalchemy/engine/base.py", "_commit_impl"),
     ("all pool pre-pings (metadata db)", "sqlalchemy/", "do_ping"),
     ("all pool checkouts (incl. pre-ping)", "sqlalchemy/pool/base.py", "_checkout"),
@@ -58,21 +60,23 @@ _CREATE_PIECES = [
     ("  catalog.create_plan", "plancheck/store/catalog.py", "create_plan"),
     ("  runs.create", "plancheck/store/runs.py", "create"),
     ("  commit", "sqlalchemy/engine/base.py", "_commit_impl"),
-    ("  _dispatch_claim (broker connection + publish)", "plancheck/api.py", "_dispatch_claim"),
-    ("    claim.apply_async", "celery/app/task.py", "apply_async"),
+    ("  _dispatch_claim (claim + publish the run message)", "plancheck/api.py", "_dispatch_claim"),
+    ("    runs.claim", "plancheck/store/runs.py", "claim"),
+    ("    run.apply_async", "celery/app/task.py", "apply_async"),
     ("    redis connect (new socket)", "redis/connection.py", "connect"),
 ]
 
 
 def _drive(dep: Deployment, count: int, settings: Any, profiler: cProfile.Profile | None) -> float:
     from plancheck.scheduler import runner
+    from plancheck.scheduler.tasks import RELAY_DELAY
     from plancheck.store import followups, runs
 
     engine = dep.engine()
     dep.insert_backlog(count)
     queue: deque[Any] = deque()
     done = 0
-    t0 = time.perf_counter()
+    t0 = last_relay = time.perf_counter()
     if profiler:
         profiler.enable()
     while done < count:
@@ -87,8 +91,10 @@ def _drive(dep: Deployment, count: int, settings: Any, profiler: cProfile.Profil
         if status != "DONE":
             raise RuntimeError(f"run {item.id} ended {status}")
         queue.extend(getattr(outcome, "handoff", None) or [])
-        with engine.begin() as conn:
-            followups.relay(conn, settings.claim_batch)
+        if time.perf_counter() - last_relay >= RELAY_DELAY:  # as a worker process's debounced relay
+            with engine.begin() as conn:
+                followups.relay(conn, settings.claim_batch)
+            last_relay = time.perf_counter()
         done += 1
     if profiler:
         profiler.disable()
