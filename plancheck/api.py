@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -70,7 +71,7 @@ def decode_sql(data: bytes) -> str:
 class Plancheck:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or load_settings()
-        self._broker: kombu.Connection | None = None
+        self._local = threading.local()  # a kombu connection is not thread-safe: one per calling thread
 
     @property
     def engine(self) -> Engine:
@@ -281,17 +282,19 @@ class Plancheck:
             log.warning("could not dispatch a claim (%s); beat will claim the run", type(exc).__name__)
 
     def _broker_connection(self) -> kombu.Connection:
-        if self._broker is None:
+        connection: kombu.Connection | None = getattr(self._local, "broker", None)
+        if connection is None:
             from plancheck.scheduler.app import app
 
             connection = app.connection_for_write(self.settings.broker_url)
-            self._broker = connection.ensure_connection(max_retries=0)
-        return self._broker
+            self._local.broker = connection = connection.ensure_connection(max_retries=0)
+        return connection
 
     def _drop_broker_connection(self) -> None:
-        if self._broker is not None:
-            self._broker.release()
-            self._broker = None
+        connection: kombu.Connection | None = getattr(self._local, "broker", None)
+        if connection is not None:
+            connection.release()
+            self._local.broker = None
 
 
 def _key(value: str, what: str) -> str:

@@ -34,10 +34,6 @@ def get_project(conn: Connection, key: str) -> Row[Any]:
     return row
 
 
-def project_by_id(conn: Connection, project_id: int) -> Row[Any] | None:
-    return conn.execute(select(Project).where(Project.id == project_id)).one_or_none()
-
-
 def set_project_archived(conn: Connection, key: str, archived: bool) -> None:
     if conn.execute(update(Project).where(Project.key == key).values(archived=archived)).rowcount == 0:
         raise NotFound(f"project {key!r} not found")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -72,6 +74,28 @@ def test_many_plans_many_workers_many_beats(api: Plancheck, target: TargetDataba
     assert _scalar(api, "SELECT count(*) FROM outbox") == 600
     workers = {a["worker"].split("@")[0] for p in plan_ids[:300] for a in api.checks(p).attempts}
     assert workers == {"w1", "w2"}
+
+
+def test_one_api_object_dispatches_from_many_threads(
+    api: Plancheck, target: TargetDatabase, cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Plans created from 4 threads at once through one Plancheck are all dispatched, without a
+    warning, each thread over a broker connection of its own (kombu's are not thread-safe), and
+    all run (no beat)."""
+    cluster.worker("w1")
+    connections: dict[int, int] = {}
+
+    def create(_: int) -> int:
+        plan_id = api.create_plan("shop", FAST_SQL, targets=[target.target])
+        connections[threading.get_ident()] = id(api._local.broker)
+        return plan_id
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        plan_ids = list(pool.map(create, range(40)))
+    for plan_id in plan_ids:
+        _wait_status(api, plan_id, ("DONE",))
+    assert not [r for r in caplog.records if "could not dispatch" in r.getMessage()]
+    assert len(set(connections.values())) == len(connections) > 1
 
 
 def test_duplicate_and_stale_deliveries_are_no_ops(api: Plancheck, target: TargetDatabase, cluster: Cluster) -> None:
