@@ -400,7 +400,9 @@ class Deployment:
 
     def count_status(self, status: str) -> int:
         with self.engine().connect() as conn:
-            return int(conn.execute(text("SELECT count(*) FROM plan_check_run WHERE status = :s"), {"s": status}).scalar_one())
+            return int(
+                conn.execute(text("SELECT count(*) FROM plan_check_run WHERE status = :s"), {"s": status}).scalar_one()
+            )
 
     def reset_history(self) -> None:
         """Forget every plan and run (between measurements on the same deployment)."""

@@ -110,7 +110,9 @@ class Generator:
                 if column in table.columns:
                     continue
                 table.columns.append(column)
-                cascade = " ON DELETE CASCADE" if self.chance(0.15) else (" ON DELETE SET NULL" if self.chance(0.2) else "")
+                cascade = (
+                    " ON DELETE CASCADE" if self.chance(0.15) else (" ON DELETE SET NULL" if self.chance(0.2) else "")
+                )
                 lines.append(f"    {column} bigint NOT NULL REFERENCES {parent.name} (id){cascade}")
                 if self.chance(0.7):
                     extra.append(f"CREATE INDEX {table.name}_{column}_idx ON {table.name} ({column});")
@@ -127,7 +129,8 @@ class Generator:
         lines.append("    created_at timestamptz NOT NULL DEFAULT now()")
         table.columns.append("created_at")
         if self.chance(0.3):
-            lines.append(f"    CONSTRAINT {table.name}_{table.columns[-2]}_check CHECK ({table.columns[-2]} IS NOT NULL)")
+            lines.append(f"    CONSTRAINT {table.name}_{table.columns[-2]}_check "
+                         f"CHECK ({table.columns[-2]} IS NOT NULL)")
         if self.chance(0.05):
             lines = [line for line in lines if "PRIMARY KEY" not in line]  # a table without a primary key
             lines.insert(0, "    id bigint NOT NULL")
@@ -149,7 +152,10 @@ class Generator:
         elif roll < 0.85:
             suffix = " NOT NULL"  # risky: NOT NULL without a default on an existing table
         elif roll < 0.92:
-            suffix = " DEFAULT md5(random()::text)" if column_type.startswith(("text", "varchar")) else " DEFAULT clock_timestamp()"
+            suffix = (
+                " DEFAULT md5(random()::text)" if column_type.startswith(("text", "varchar"))
+                else " DEFAULT clock_timestamp()"
+            )
             column_type = column_type if column_type.startswith(("text", "varchar")) else "timestamptz"
         else:
             suffix = f" DEFAULT {default}" if default else ""
@@ -172,11 +178,13 @@ class Generator:
             statements = [f"ALTER TABLE {table.name} ADD COLUMN {column} bigint;"]
             if self.chance(0.6):
                 statements += [
-                    f"ALTER TABLE {table.name} ADD CONSTRAINT {name} FOREIGN KEY ({column}) REFERENCES {parent.name} (id) NOT VALID;",
+                    f"ALTER TABLE {table.name} ADD CONSTRAINT {name} FOREIGN KEY ({column}) "
+                    f"REFERENCES {parent.name} (id) NOT VALID;",
                     f"ALTER TABLE {table.name} VALIDATE CONSTRAINT {name};",
                 ]
             else:
-                statements.append(f"ALTER TABLE {table.name} ADD CONSTRAINT {name} FOREIGN KEY ({column}) REFERENCES {parent.name} (id);")
+                statements.append(f"ALTER TABLE {table.name} ADD CONSTRAINT {name} FOREIGN KEY ({column}) "
+                                  f"REFERENCES {parent.name} (id);")
             return statements
         column = self.rng.choice(table.columns)
         if roll < 0.7:
@@ -198,7 +206,8 @@ class Generator:
         concurrently = " CONCURRENTLY" if self.chance(0.55) else ""
         unique = "UNIQUE " if self.chance(0.15) else ""
         where = f" WHERE {columns[0]} IS NOT NULL" if self.chance(0.15) else ""
-        return [f"CREATE {unique}INDEX{concurrently} IF NOT EXISTS {name} ON {table.name} ({', '.join(columns)}){where};"]
+        return [f"CREATE {unique}INDEX{concurrently} IF NOT EXISTS {name} "
+                f"ON {table.name} ({', '.join(columns)}){where};"]
 
     def update(self) -> list[str]:
         table = self.pick_table()
@@ -212,7 +221,8 @@ class Generator:
             f"created_at < now() - interval '{self.rng.randint(1, 365)} days'",
             f"{target} IN (SELECT {target} FROM {table.name} WHERE id < {self.rng.randint(10, 10000)})",
         ])
-        return [f"UPDATE {table.name} SET {column} = {self.rng.choice(STATUSES)}, created_at = created_at WHERE {condition};"]
+        return [f"UPDATE {table.name} SET {column} = {self.rng.choice(STATUSES)}, "
+                f"created_at = created_at WHERE {condition};"]
 
     def delete(self) -> list[str]:
         table = self.pick_table()
@@ -264,7 +274,8 @@ class Generator:
             column = self.rng.choice(table.columns)
             return [f"ALTER TABLE {table.name} ALTER COLUMN {column} SET DEFAULT {self.rng.choice(STATUSES)};"]
         if roll < 0.9:
-            return [f"COMMENT ON COLUMN {table.name}.{self.rng.choice(table.columns)} IS 'see ticket #{self.rng.randint(100, 9999)}';"]
+            return [f"COMMENT ON COLUMN {table.name}.{self.rng.choice(table.columns)} "
+                    f"IS 'see ticket #{self.rng.randint(100, 9999)}';"]
         return [f"ANALYZE {table.name};"]
 
     def migration(self, number: int) -> tuple[str, str, int]:
@@ -277,7 +288,8 @@ class Generator:
             for _ in range(self.rng.randint(1, 3)):
                 statements += self.create_table()
             title = f"create_{self.tables[-1].name}"
-        kinds = [self.add_column, self.add_constraint, self.create_index, self.update, self.delete, self.insert, self.misc]
+        kinds = [self.add_column, self.add_constraint, self.create_index, self.update, self.delete, self.insert,
+                 self.misc]
         weights = [5, 2, 3, 3, 2, 3, 2]
         for _ in range(self.rng.randint(6, 22)):
             statements += self.rng.choices(kinds, weights)[0]()

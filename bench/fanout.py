@@ -67,7 +67,9 @@ def _timed_plan(api: object, project: str, group: str, targets: int, alive: Sequ
         time.sleep(0.01)
     elapsed = time.perf_counter() - t0
     if checks.status != "DONE" or checks.targets_done != targets:
-        raise RuntimeError(f"plan {plan_id}: {checks.status}, {checks.targets_done}/{targets} targets ({checks.reason})")
+        raise RuntimeError(
+            f"plan {plan_id}: {checks.status}, {checks.targets_done}/{targets} targets ({checks.reason})"
+        )
     return elapsed
 
 
@@ -91,7 +93,8 @@ def run(servers: Servers, quick: bool) -> None:
     with deployment(servers, "fan", targets=targets, target_prefix=prefix) as dep:
         setup_seconds = time.monotonic() - t0
         api = dep.api()
-        api.create_group(dep.project, "local", f'resource.instance_id == "local" && resource.database_name.startsWith("{prefix}")')
+        api.create_group(dep.project, "local",
+                         f'resource.instance_id == "local" && resource.database_name.startsWith("{prefix}")')
         measured = {"local": _measure(servers, dep, api, "local", targets, worker_counts, modes)}
         if landed:
             with delayed_proxy(_upstream(servers, dep), ONE_WAY_MS) as port:
@@ -122,7 +125,8 @@ def _measure(
                 worker = running.worker("w1", workers)
                 running.beat()
                 wait_ready([worker])
-                _timed_plan(api, dep.project, group, targets, running.processes)  # warm-up: pool processes connect, import
+                # warm-up: pool processes connect, import
+                _timed_plan(api, dep.project, group, targets, running.processes)
                 time.sleep(0.3)
                 offset = len(worker.log())
                 measured.seconds[(mode, workers)] = [_timed_plan(api, dep.project, group, targets, running.processes)]

@@ -83,7 +83,9 @@ def explain(engine: Engine, batch: int, lease: float, whole: bool = False) -> st
     sql = statement.strip() if whole else inner_select(statement)
     with engine.connect() as conn:
         with conn.begin() as trans:
-            rows = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS, COSTS) " + sql), {"batch": batch, "cap": batch, "lease": lease}).all()
+            rows = conn.execute(
+                text("EXPLAIN (ANALYZE, BUFFERS, COSTS) " + sql), {"batch": batch, "cap": batch, "lease": lease}
+            ).all()
             trans.rollback()
     return "\n".join(row[0] for row in rows)
 
@@ -241,11 +243,13 @@ def run(servers: Servers, quick: bool) -> None:
         "history: plancheck's claim (runs.claim), ms per claim, each claim rolled back",
         ["table", "rows", "claims", "b1 p50", "b1 p95", "b1 ratio", "b50 p50", "b50 p95", "b50 ratio", "claimed"],
         rows,
-        [f"backlog: {backlog:,} AVAILABLE runs at the tail (rows 4 and 5: {big:,}); history built in {build_seconds:.0f} s, "
-         f"plan_check_run {size} with indexes",
-         f"goal: history/empty < 1.5 (third row against the first): measured {ratio:.2f} (worst of batch 1 and batch 50)",
+        [f"backlog: {backlog:,} AVAILABLE runs at the tail (rows 4 and 5: {big:,}); "
+         f"history built in {build_seconds:.0f} s, plan_check_run {size} with indexes",
+         f"goal: history/empty < 1.5 (third row against the first): measured {ratio:.2f} "
+         "(worst of batch 1 and batch 50)",
          "the second row has the RUNNING rows without the DONE history: it separates the two",
-         "claims = batch-1 claims timed (batch 50: half as many); claimed = rows the last batch-1 / batch-50 claim returned"],
+         "claims = batch-1 claims timed (batch 50: half as many); "
+         "claimed = rows the last batch-1 / batch-50 claim returned"],
     ))
     rows = []
     for case in cases:
@@ -255,8 +259,10 @@ def run(servers: Servers, quick: bool) -> None:
         "history: plancheck's claim against bench-only candidates, median ms",
         ["table", "b1 plancheck", "b1 A", "b1 B", "b1 A+B", "b50 plancheck", "b50 A+B"],
         rows,
-        ["A = the same statement with 'WHERE id = ANY(ARRAY(<inner SELECT>))' instead of 'WHERE id IN (<inner SELECT>)'",
-         "B = plancheck's statement plus an index ON plan_check_run (id) WHERE status = 'RUNNING' AND started_at IS NULL",
+        ["A = the same statement with 'WHERE id = ANY(ARRAY(<inner SELECT>))' "
+         "instead of 'WHERE id IN (<inner SELECT>)'",
+         "B = plancheck's statement plus an index ON plan_check_run (id) "
+         "WHERE status = 'RUNNING' AND started_at IS NULL",
          "(both defined and run only in bench/history.py, on its scratch databases; plancheck is unchanged)"],
     ))
     for case in cases:

@@ -160,11 +160,13 @@ def run(servers: Servers, quick: bool) -> None:
     dispatch = results[0][1]["start"]
     met = percentile(dispatch, 50) < 10 and percentile(dispatch, 99) < 30
     emit(table(
-        f"latency: created -> started, ms (offered {rate:.0f} runs/s unless named, worker -P prefork -c {concurrency}, one beat)",
+        f"latency: created -> started, ms (offered {rate:.0f} runs/s unless named, "
+        f"worker -P prefork -c {concurrency}, one beat)",
         ["variant", "runs", "runs/s", "p50", "p95", "p99", "max", "create call p50"],
         rows,
         ["created = plan_check_run.created_at (create transaction start), started = plan_check_attempt.started_at",
-         "runs/s = the rate the client achieved (open loop); a p50 of seconds means the cluster fell behind the offered load",
+         "runs/s = the rate the client achieved (open loop); "
+         "a p50 of seconds means the cluster fell behind the offered load",
          f"goal with dispatch at {rate:.0f}/s: p50 < 10 ms and p99 < 30 ms: {'met' if met else 'NOT met'}"],
     ))
     rows = []
@@ -176,7 +178,8 @@ def run(servers: Servers, quick: bool) -> None:
         "latency breakdown, ms: created -> claimed -> started -> finished",
         ["variant", "claim p50", "claim p99", "claim->start p50", "p99", "start->finish p50", "p99"],
         rows,
-        ["claim = claimed_at - created_at (the create transaction's own duration, then the claim: by the API on dispatch, by beat's claim task otherwise)",
+        ["claim = claimed_at - created_at (the create transaction's own duration, then the claim: "
+         "by the API on dispatch, by beat's claim task otherwise)",
          "claim->start = the run message: publish, queue, pick-up by a pool process, start transaction"],
     ))
     emit(table(

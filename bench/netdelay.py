@@ -49,7 +49,8 @@ async def _serve(upstream: tuple[str, int] | str, delay: float, ready: asyncio.F
             server_reader, server_writer = await asyncio.open_unix_connection(upstream)
         else:
             server_reader, server_writer = await asyncio.open_connection(*upstream)
-        await asyncio.gather(_forward(client_reader, server_writer, delay), _forward(server_reader, client_writer, delay))
+        await asyncio.gather(_forward(client_reader, server_writer, delay),
+                             _forward(server_reader, client_writer, delay))
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     ready.set_result(server.sockets[0].getsockname()[1])

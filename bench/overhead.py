@@ -174,11 +174,14 @@ def run(servers: Servers, quick: bool) -> None:
         f"overhead: runs per second vs celery no-ops (-P {pool} -c {concurrency}, same broker and celeryconfig)",
         ["workload", "items", "tasks", "seconds", "items/s", "tasks/s", "ratio vs no-op"],
         rows,
-        [f"goal: plancheck/no-op >= 0.8; measured {plan_rate / noop_rate:.2f} (backlog), {api_rate / noop_rate:.2f} (API)",
-         "tasks = celery tasks the worker logged as succeeded (plancheck: one run per run, one relay per 0.25 s per process, beat's claim/reap/relay)",
-         f"API phase: create_plan p50 {sorted(create_seconds)[len(create_seconds) // 2] * 1000:.1f} ms client-side, one client thread",
-         "bookkeeping only: the backlog phase with bench.bookkeeping_app, whose runs never open the target (claim, start, "
-         "load, fenced writes, finish, relay)"],
+        [f"goal: plancheck/no-op >= 0.8; measured {plan_rate / noop_rate:.2f} (backlog), "
+         f"{api_rate / noop_rate:.2f} (API)",
+         "tasks = celery tasks the worker logged as succeeded (plancheck: one run per run, "
+         "one relay per 0.25 s per process, beat's claim/reap/relay)",
+         f"API phase: create_plan p50 {sorted(create_seconds)[len(create_seconds) // 2] * 1000:.1f} ms client-side, "
+         "one client thread",
+         "bookkeeping only: the backlog phase with bench.bookkeeping_app, whose runs never open the target "
+         "(claim, start, load, fenced writes, finish, relay)"],
     ))
 
     def per_task(times_: dict[str, list[float]]) -> list[list[object]]:

@@ -82,8 +82,10 @@ def _parse_pieces(texts: list[str]) -> list[tuple[str, float]]:
 
     pieces: list[tuple[str, float]] = [
         ("  pglast.parse_sql (libpg_query + Python AST)", best(lambda: [pglast.parse_sql(t) for t in texts])),
-        ("    for scale: parse_sql_json (libpg_query alone)", best(lambda: [pglast.parser.parse_sql_json(t) for t in texts])),
-        ("    for scale: split with the C scanner only", best(lambda: [pglast.parser.split(t, with_parser=False) for t in texts])),
+        ("    for scale: parse_sql_json (libpg_query alone)",
+         best(lambda: [pglast.parser.parse_sql_json(t) for t in texts])),
+        ("    for scale: split with the C scanner only",
+         best(lambda: [pglast.parser.split(t, with_parser=False) for t in texts])),
     ]
     try:
         pieces.append(("  parser thread if over 2 KiB (no-op in it)",
@@ -132,7 +134,8 @@ def run(servers: Servers, quick: bool) -> None:
     rows = [
         ["plancheck review (warm, median of 3)", statements, plancheck_seconds, plancheck_rate, 1.0,
          f"{findings} findings"],
-        ["plancheck review (first pass)", statements, cold, statements / cold, (statements / cold) / plancheck_rate, ""],
+        ["plancheck review (first pass)", statements, cold, statements / cold, (statements / cold) / plancheck_rate,
+         ""],
     ]
     notes = [f"corpus: {len(texts)} migration files from bench/corpus.py (seed 20240607), {statements} statements, "
              f"{sum(len(t) for t in texts) / 1024:.0f} KiB"]
@@ -161,4 +164,5 @@ def run(servers: Servers, quick: bool) -> None:
     emit(table("review: where plancheck's review time goes (one pass over the corpus)",
                ["piece", "ms", "%", "us/statement"], rows,
                ["indented rows: pieces of parse_script timed alone (best of 3), so they need not add up exactly;",
-                "'for scale' rows are not part of plancheck's review: they show what the C parser and scanner cost alone"]))
+                "'for scale' rows are not part of plancheck's review: "
+                "they show what the C parser and scanner cost alone"]))

@@ -42,7 +42,8 @@ def _loadavg() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes: the whole suite in about 4 minutes on 2 cores")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller sizes: the whole suite in about 4 minutes on 2 cores")
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--skip", default="", help="comma-separated benchmarks to leave out")
     parser.add_argument("--output", type=Path, help="also write the tables to this file")

@@ -3,9 +3,9 @@
 The cheapest real run (one target, one-statement SQL) is executed in this process the way the run
 task does it: `runner.execute(run_id, token, worker, settings)` for a claimed run (following the
 run it hands on, if any), and `followups.relay` once per 0.25 s, as a worker's debounced relay
-would. First without a profiler (wall ms per run), then under cProfile: the cumulative time of plancheck's and the drivers' main
-functions per run. The counts of metadata-database statements, transactions and pool pre-pings per
-run come from SQLAlchemy events and cProfile call counts.
+would. First without a profiler (wall ms per run), then under cProfile: the cumulative time of
+plancheck's and the drivers' main functions per run. The counts of metadata-database statements,
+transactions and pool pre-pings per run come from SQLAlchemy events and cProfile call counts.
 
 The second table times `load_work` (which every run, and every chunk of a fanned-out run, calls in
 its start transaction) for one target, 200 explicit targets and a 200-database CEL group; the

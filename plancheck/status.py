@@ -134,7 +134,9 @@ def check_backlog(backlog: queries.Backlog) -> Check:
     data = {"available": backlog.available, "oldest_available_age_seconds": backlog.oldest_age_seconds}
     if not backlog.available:
         return Check("backlog", True, "0 AVAILABLE", data)
-    return Check("backlog", True, f"{backlog.available} AVAILABLE, oldest waiting {backlog.oldest_age_seconds:.1f}s", data)
+    return Check(
+        "backlog", True, f"{backlog.available} AVAILABLE, oldest waiting {backlog.oldest_age_seconds:.1f}s", data
+    )
 
 
 def _database_checks(settings: Settings, timeout: float) -> list[Check]:

@@ -50,7 +50,7 @@ def upgrade() -> None:
             delivered_at timestamptz
         );
         CREATE INDEX outbox_pending_idx ON outbox (id) WHERE delivered_at IS NULL;
-        """
+        """  # noqa: E501
     )
 
 

@@ -14,7 +14,8 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute(
-        "CREATE INDEX plan_check_run_unstarted_idx ON plan_check_run (id) WHERE status = 'RUNNING' AND started_at IS NULL"
+        "CREATE INDEX plan_check_run_unstarted_idx ON plan_check_run (id) "
+        "WHERE status = 'RUNNING' AND started_at IS NULL"
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from plancheck.checks.result import CheckResult, CheckType, Position, Status
 from plancheck.checks.rules import ALL_RULES, RULES_BY_NAME
-from plancheck.checks.rules.base import Level, Rule, RowEstimator, RuleContext
+from plancheck.checks.rules.base import Level, RowEstimator, Rule, RuleContext
 from plancheck.checks.rules.script import LineIndex, Script, SqlSyntaxError, parse_script
 
 __all__ = ["ReviewConfig", "RowEstimator", "Unreviewable", "parse", "review"]

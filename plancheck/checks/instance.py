@@ -31,7 +31,9 @@ def resolve_url(url: str, password_env: str | None, database: str | None = None)
     if password_env:
         password = os.environ.get(password_env)
         if password is None:
-            raise TargetError(f"environment variable {password_env} (the instance password) is not set", "Target unreachable")
+            raise TargetError(
+                f"environment variable {password_env} (the instance password) is not set", "Target unreachable"
+            )
         parsed = parsed.set(password=password)
     if database is not None:
         parsed = parsed.set(database=database)

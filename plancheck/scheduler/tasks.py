@@ -1,6 +1,6 @@
 """Celery tasks: claim, run, run_chunk, reap and relay — thin shells around the store and the runner.
 
-Messages carry ids and tokens only (target names for chunks), never URLs or credentials.
+Messages carry ids and tokens only (and, for chunks, target names with sheet hashes), never URLs or credentials.
 """
 
 from __future__ import annotations

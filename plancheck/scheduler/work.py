@@ -86,7 +86,9 @@ def project_databases(
 def group_members(conn: Connection, project: Row[Any], expression: str) -> list[Row[Any]]:
     """The project's databases the group expression matches now, limited by `ci_sampling_size`."""
     rows = project_databases(conn, project.id)
-    members = select_members(compile_expression(expression), [resource(row) for row in rows.values()], _sampling(project))
+    members = select_members(
+        compile_expression(expression), [resource(row) for row in rows.values()], _sampling(project)
+    )
     return [rows[member.name] for member in members]
 
 

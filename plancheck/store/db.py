@@ -28,7 +28,9 @@ def engine_for(url: str) -> Engine:
 def alembic_config(url: str) -> Config:
     ini = REPO_ROOT / "alembic.ini"
     if not ini.exists():
-        raise RuntimeError(f"alembic.ini not found at {ini}: install plancheck from a source checkout (pip install -e .)")
+        raise RuntimeError(
+            f"alembic.ini not found at {ini}: install plancheck from a source checkout (pip install -e .)"
+        )
     config = Config(str(ini))
     config.attributes["database_url"] = url
     config.attributes["skip_logging_config"] = True

@@ -46,7 +46,9 @@ def create_issue(conn: Connection, plan_id: int) -> int:
     catalog.require_plan(conn, plan_id)
     try:
         with conn.begin_nested():
-            issue_id = conn.execute(text("INSERT INTO issue (plan_id) VALUES (:p) RETURNING id"), {"p": plan_id}).scalar_one()
+            issue_id = conn.execute(
+                text("INSERT INTO issue (plan_id) VALUES (:p) RETURNING id"), {"p": plan_id}
+            ).scalar_one()
     except IntegrityError:
         raise Conflict(f"plan {plan_id} already has an issue") from None
     find_approval(conn, plan_id)
@@ -62,7 +64,9 @@ def get_issue(conn: Connection, issue_id: int) -> IssueView:
 
 
 def _issue_view(row: Any) -> IssueView:
-    return IssueView(row.id, row.plan_id, row.status, row.approval_status, row.risk, row.approvers, row.approval_generation)
+    return IssueView(
+        row.id, row.plan_id, row.status, row.approval_status, row.risk, row.approvers, row.approval_generation
+    )
 
 
 def approve_issue(conn: Connection, issue_id: int) -> IssueView:
@@ -89,7 +93,9 @@ def find_approval(conn: Connection, plan_id: int, payload: dict[str, Any] | None
     threshold = int(project.settings.get("risk_affected_rows", risk.DEFAULT_AFFECTED_ROWS_THRESHOLD))
     results = run.result.get("results", [])
     targets = sorted({result["target"] for result in results if isinstance(result.get("target"), str)})
-    environments = {f"{db.instance_key}/{db.name}": db.environment for db in catalog.list_databases(conn, names=targets)}
+    environments = {
+        f"{db.instance_key}/{db.name}": db.environment for db in catalog.list_databases(conn, names=targets)
+    }
     approval = risk.assess(results, environments, threshold)
     conn.execute(
         text(
@@ -126,7 +132,9 @@ def create_rollout(conn: Connection, plan_id: int, payload: dict[str, Any] | Non
     if rollout_id is None:
         return
     for target in sorted({r["target"] for r in results}):
-        conn.execute(text("INSERT INTO rollout_task (rollout_id, target) VALUES (:r, :t)"), {"r": rollout_id, "t": target})
+        conn.execute(
+            text("INSERT INTO rollout_task (rollout_id, target) VALUES (:r, :t)"), {"r": rollout_id, "t": target}
+        )
 
 
 def get_rollout(conn: Connection, plan_id: int) -> RolloutView | None:

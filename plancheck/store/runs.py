@@ -277,7 +277,9 @@ def claim(conn: Connection, batch: int, lease_seconds: float, cap: int | None = 
 
 def start(conn: Connection, run_id: int, token: uuid.UUID | str, worker: str, lease_seconds: float) -> Started | None:
     """Win the run for this delivery, or return None: only the first delivery of a claim's token starts."""
-    row = conn.execute(_START, {"id": run_id, "token": str(token), "worker": worker, "lease": lease_seconds}).one_or_none()
+    row = conn.execute(
+        _START, {"id": run_id, "token": str(token), "worker": worker, "lease": lease_seconds}
+    ).one_or_none()
     if row is None:
         return None
     return Started(row.id, row.plan_id, row.token, row.attempt, row.generation, row.plan_version)
@@ -352,7 +354,9 @@ def reap(conn: Connection, max_attempts: int, batch: int) -> list[Reaped]:
 
 
 def get(conn: Connection, plan_id: int) -> RunView | None:
-    row = conn.execute(text(f"SELECT {_RUN_COLUMNS} FROM plan_check_run WHERE plan_id = :p"), {"p": plan_id}).one_or_none()
+    row = conn.execute(
+        text(f"SELECT {_RUN_COLUMNS} FROM plan_check_run WHERE plan_id = :p"), {"p": plan_id}
+    ).one_or_none()
     return None if row is None else RunView(**row._asdict())
 
 

@@ -66,7 +66,9 @@ def chaos_targets(chaos_pg: ChaosPostgres) -> dict[str, str]:
         urls[name] = chaos_pg.url(name)
         with psycopg.connect(urls[name].replace("+psycopg", ""), autocommit=True) as conn:
             conn.execute("CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, price numeric)")
-            conn.execute("INSERT INTO items SELECT g, 'item ' || g, g %% 100 FROM generate_series(1, %s) g", (TARGET_ROWS,))
+            conn.execute(
+                "INSERT INTO items SELECT g, 'item ' || g, g %% 100 FROM generate_series(1, %s) g", (TARGET_ROWS,)
+            )
             conn.execute("ANALYZE items")
     return urls
 

@@ -381,8 +381,8 @@ def wait_quiet(
             elif now[0] == 0 and time.monotonic() - changed > stall:
                 raise AssertionError(f"{now[1]} follow-ups stay pending although every run is terminal\n{diagnose()}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"not quiet after {timeout}s: {last[0]} runs unfinished, {last[1]} follow-ups pending\n"
-                                 f"{diagnose()}")
+            raise AssertionError(f"not quiet after {timeout}s: {last[0]} runs unfinished, "
+                                 f"{last[1]} follow-ups pending\n{diagnose()}")
         time.sleep(0.2)
 
 
@@ -393,7 +393,8 @@ def relay_failures(logs: Iterable[str], limit: int = 3) -> str:
         lines = text_.splitlines()
         for index, line in enumerate(lines):
             if "follow-up" in line and "stays pending" in line:
-                cause = next((later for later in lines[index + 1:index + 80] if later.startswith(("sqlalchemy.", "psycopg."))), "")
+                cause = next((later for later in lines[index + 1:index + 80]
+                              if later.startswith(("sqlalchemy.", "psycopg."))), "")
                 found.append(f"{line.strip()}\n    {cause.strip()}")
                 if len(found) >= limit:
                     return "\n".join(found)
@@ -450,7 +451,8 @@ def check_invariants(engine: Engine, logs: Iterable[str] = (), plans_with_issue:
             )
         ).all()
         attempt_rows = conn.execute(
-            text("SELECT run_id, generation, attempt, token, worker, started_at, finished_at, outcome FROM plan_check_attempt")
+            text("SELECT run_id, generation, attempt, token, worker, started_at, finished_at, outcome "
+                 "FROM plan_check_attempt")
         ).all()
         outbox_rows = conn.execute(text("SELECT kind, plan_id, dedupe_key, payload, delivered_at FROM outbox")).all()
         issues = {row.plan_id: row for row in conn.execute(text("SELECT * FROM issue")).all()}
@@ -523,7 +525,8 @@ def check_invariants(engine: Engine, logs: Iterable[str] = (), plans_with_issue:
             report.fail(f"run {run.id}: targets_total={run.targets_total} targets_done={run.targets_done} "
                         f"planned={len(planned)}")
         if sorted({r["target"] for r in results}) != planned:
-            report.fail(f"run {run.id}: results name targets {sorted({r['target'] for r in results})}, planned {planned}")
+            report.fail(f"run {run.id}: results name targets {sorted({r['target'] for r in results})}, "
+                        f"planned {planned}")
         # One result set per target: its summary report, or — when the target could not be checked —
         # a single ERROR. Two sets for one target would mean a second execution's results were appended.
         for name in planned:
@@ -552,7 +555,8 @@ def check_invariants(engine: Engine, logs: Iterable[str] = (), plans_with_issue:
             report.fail(f"plan {plan_id}: run or issue missing")
             continue
         if run.status == "DONE" and issue.approval_generation != run.generation:
-            report.fail(f"plan {plan_id}: approval found for generation {issue.approval_generation}, run is {run.generation}")
+            report.fail(f"plan {plan_id}: approval found for generation {issue.approval_generation}, "
+                        f"run is {run.generation}")
         clean = run.status == "DONE" and all(r["status"] != "ERROR" for r in run.result.get("results", []))
         expected = 1 if clean and issue.approval_status == "APPROVED" else 0
         found = [r for r in rollouts_by_plan.get(plan_id, []) if r.plan_version == run.version]

@@ -251,7 +251,9 @@ def test_three_beats_claim_a_backlog_of_1000(chaos: Chaos) -> None:
         sheet = catalog.put_sheet(conn, FAST_SQL)
         plan_ids = []
         for _ in range(BACKLOG):
-            plan_id = catalog.create_plan(conn, project.id, "backlog", [{"targets": [chaos.targets.fast], "sheet": sheet}])
+            plan_id = catalog.create_plan(
+                conn, project.id, "backlog", [{"targets": [chaos.targets.fast], "sheet": sheet}]
+            )
             runs.create(conn, plan_id, 1)
             plan_ids.append(plan_id)
         with_issue = plan_ids[::10]

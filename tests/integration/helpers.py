@@ -34,7 +34,9 @@ def make_target(create_database: Callable[[str], str], rows: int = 1000) -> tupl
     return url, make_url(url).database or ""
 
 
-def register_target(api: Plancheck, url: str, name: str, project: str = "shop", instance: str = "local") -> TargetDatabase:
+def register_target(
+    api: Plancheck, url: str, name: str, project: str = "shop", instance: str = "local"
+) -> TargetDatabase:
     """Create the project (if needed), the instance and the database in plancheck's catalog."""
     with api.engine.begin() as conn:
         if conn.execute(text("SELECT 1 FROM project WHERE key = :k"), {"k": project}).first() is None:

@@ -238,7 +238,9 @@ def test_deleted_plan_ends_failed(api: Plancheck, target: TargetDatabase, cluste
     run = _run(api, plan_id)
     assert run.result == {"reason": "plan not found"}
     with api.engine.connect() as conn:
-        outcomes = conn.execute(text("SELECT outcome FROM plan_check_attempt WHERE run_id = :r"), {"r": run.id}).scalars().all()
+        outcomes = conn.execute(
+            text("SELECT outcome FROM plan_check_attempt WHERE run_id = :r"), {"r": run.id}
+        ).scalars().all()
     assert outcomes == ["FAILED"]
 
 
@@ -278,7 +280,8 @@ def _follow_up_state(api: Plancheck, plan_id: int) -> dict[str, Any]:
             "rollout": rows("SELECT * FROM rollout WHERE plan_id = :p ORDER BY id"),
             "tasks": rows("SELECT t.* FROM rollout_task t JOIN rollout r ON r.id = t.rollout_id "
                           "WHERE r.plan_id = :p ORDER BY t.id"),
-            "outbox": rows("SELECT id, kind, dedupe_key, delivered_at IS NOT NULL FROM outbox WHERE plan_id = :p ORDER BY id"),
+            "outbox": rows("SELECT id, kind, dedupe_key, delivered_at IS NOT NULL FROM outbox "
+                           "WHERE plan_id = :p ORDER BY id"),
         }
 
 
@@ -296,7 +299,9 @@ def test_find_approval_stores_risk_and_approvers(
         followups.find_approval(conn, plan_id)
     with api.engine.connect() as conn:
         found = followups.get_issue(conn, issue.id)
-    assert (found.risk, found.approvers, found.approval_status, found.approval_generation) == (risk, approvers, approval, 1)
+    assert (found.risk, found.approvers, found.approval_status, found.approval_generation) == (
+        risk, approvers, approval, 1
+    )
 
 
 def test_follow_up_handlers_applied_twice_change_nothing(api: Plancheck, target: TargetDatabase) -> None:
@@ -345,7 +350,8 @@ def test_relay_delivers_a_follow_up_left_pending(api: Plancheck, target: TargetD
 
     cluster.worker("w1")
     cluster.beat("b1")
-    wait_for(lambda: all(row[3] for row in _follow_up_state(api, plan_id)["outbox"]), 30, message="follow-ups delivered")
+    wait_for(lambda: all(row[3] for row in _follow_up_state(api, plan_id)["outbox"]), 30,
+             message="follow-ups delivered")
     delivered = _follow_up_state(api, plan_id)
     with api.engine.connect() as conn:
         issue_view = followups.get_issue(conn, issue.id)

@@ -114,7 +114,11 @@ def needle_roles(pg_server_url: str) -> Iterator[dict[str, str]]:
     with admin.connect() as conn:
         conn.execute(text(f"CREATE ROLE {roles['login'][0]} LOGIN PASSWORD '{roles['login'][1]}'"))
         conn.execute(text(f"CREATE ROLE {roles['nologin'][0]} NOLOGIN PASSWORD '{roles['nologin'][1]}'"))
-    yield {"token": token, **{f"{k}_role": v[0] for k, v in roles.items()}, **{f"{k}_password": v[1] for k, v in roles.items()}}
+    yield {
+        "token": token,
+        **{f"{k}_role": v[0] for k, v in roles.items()},
+        **{f"{k}_password": v[1] for k, v in roles.items()},
+    }
     with admin.connect() as conn:
         for role, _ in roles.values():
             conn.execute(text(f"DROP ROLE IF EXISTS {role}"))

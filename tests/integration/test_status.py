@@ -12,9 +12,8 @@ import pytest
 from sqlalchemy import create_engine
 
 from plancheck import app
-from plancheck.scheduler.beat import Scheduler
-
 from plancheck.embedded import free_port
+from plancheck.scheduler.beat import Scheduler
 from plancheck.settings import load_settings
 from plancheck.status import check_workers
 from plancheck.store import beats
@@ -133,7 +132,9 @@ def test_beat_tick_records_a_heartbeat(metadata_url: str, monkeypatch: pytest.Mo
     assert seen.name == scheduler.beat_name and seen.age_seconds < 5
 
 
-def test_beat_tick_survives_an_unreachable_database(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_beat_tick_survives_an_unreachable_database(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     scheduler = _scheduler(monkeypatch, f"postgresql://beat:{NEEDLE}@127.0.0.1:{free_port()}/meta")
     assert scheduler.tick() <= scheduler.heartbeat_every
     assert "could not record its heartbeat" in caplog.text and NEEDLE not in caplog.text

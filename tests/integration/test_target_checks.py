@@ -90,7 +90,9 @@ def test_explain_estimates_dml_inside_a_read_only_transaction(shop: str) -> None
         assert 9_000 <= session.estimate_rows("DELETE FROM orders") <= 11_000
         assert 30 <= session.estimate_rows("UPDATE customers SET name = 'x' WHERE id <= 50") <= 80
         assert session.estimate_rows("INSERT INTO customers VALUES (1001, 'a'), (1002, 'b'), (1003, 'c')") == 3
-        assert 4_000 <= session.estimate_rows("INSERT INTO audit_log SELECT id, 'x' FROM orders WHERE id > 5000") <= 6_000
+        assert 4_000 <= session.estimate_rows(
+            "INSERT INTO audit_log SELECT id, 'x' FROM orders WHERE id > 5000"
+        ) <= 6_000
         assert session.estimate_rows("DELETE FROM no_such_table") is None  # e.g. created earlier in the sheet
         assert session.estimate_rows("SELECT count(*) FROM orders") == 1  # the transaction survived the failure
         assert session.table_row_estimate("public", "orders") == 10_000
@@ -181,7 +183,9 @@ def test_a_dead_idle_connection_is_replaced_not_reported(shop: str) -> None:
 def test_summary_of_a_risky_migration(shop: str) -> None:
     with open_target_session(_target(shop)) as session:
         result = summarize(RISKY_SQL, "pg/shop", session)
-    assert (result.status, result.type, result.target) == (Status.SUCCESS, CheckType.STATEMENT_SUMMARY_REPORT, "pg/shop")
+    assert (result.status, result.type, result.target) == (
+        Status.SUCCESS, CheckType.STATEMENT_SUMMARY_REPORT, "pg/shop"
+    )
     report = result.report
     assert report["statement_types"] == {
         "ALTER_TABLE": 1, "CREATE_INDEX": 1, "DELETE": 1, "DROP_TABLE": 1, "TRUNCATE": 1, "UPDATE": 1,
@@ -200,7 +204,8 @@ def test_summary_of_a_risky_migration(shop: str) -> None:
 
 def test_summary_samples_dml_and_scales(shop: str) -> None:
     sql = "".join(f"DELETE FROM orders WHERE id = {i};\n" for i in range(1, 101))
-    sql += "INSERT INTO customers VALUES (9001, 'a'), (9002, 'b');\nCREATE TABLE fresh (id int);\nINSERT INTO fresh VALUES (1);"
+    sql += ("INSERT INTO customers VALUES (9001, 'a'), (9002, 'b');\n"
+            "CREATE TABLE fresh (id int);\nINSERT INTO fresh VALUES (1);")
     with open_target_session(_target(shop)) as session:
         report = summarize(sql, "pg/shop", session).report
     assert (report["dml_total"], report["dml_sampled"], report["dml_estimated"]) == (100, 10, 10)
@@ -335,7 +340,9 @@ def test_credentials_never_leak(password_server: str, caplog: pytest.LogCaptureF
         "unreachable port": f"postgresql://needle:{NEEDLE}@127.0.0.1:{free_port()}/app",
         "bad port": f"postgresql://needle:{NEEDLE}@127.0.0.1:notaport/app",
     }
-    results = {case: check_target(Target("secure", "app", "prod", url), RISKY_SQL, CONFIG) for case, url in cases.items()}
+    results = {
+        case: check_target(Target("secure", "app", "prod", url), RISKY_SQL, CONFIG) for case, url in cases.items()
+    }
 
     assert _summary(results["ok"]).status == Status.SUCCESS
     for case in cases.keys() - {"ok"}:

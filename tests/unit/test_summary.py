@@ -23,7 +23,10 @@ SHEETS = [
         "-- archive\nDELETE FROM s.orders WHERE id < 10;\n/* fix */ UPDATE orders SET a = 1;  MERGE INTO t USING u"
         " ON t.id = u.id WHEN MATCHED THEN DELETE;"
     ),
-    "ALTER TABLE orders RENAME COLUMN a TO b; ALTER TABLE orders RENAME TO orders2; DROP TABLE a, s.b; TRUNCATE c, s.d;",
+    (
+        "ALTER TABLE orders RENAME COLUMN a TO b; ALTER TABLE orders RENAME TO orders2; "
+        "DROP TABLE a, s.b; TRUNCATE c, s.d;"
+    ),
     (
         "CREATE INDEX CONCURRENTLY i ON orders (a); DROP INDEX i; CREATE TABLE x AS SELECT 1; CREATE MATERIALIZED VIEW"
         " v AS SELECT 1; SELECT 1 INTO y; BEGIN; SET lock_timeout = '1s'; COMMIT; VACUUM orders; ANALYZE orders"

@@ -31,7 +31,8 @@ GROUPS = {
         ({"sheet": SHEET_A}, "non-empty list of specs"),
         (["pg1/orders"], "spec 1 must be an object"),
         ([{"sheet": SHEET_A, "group": "gold", "targets": ["pg1/orders"]}], "spec 1 mixes group 'gold' with single"),
-        ([{"sheet": SHEET_A, "groups": ["gold", "tenants"]}], 'spec 1 uses "groups" \\(2 groups\\); a spec targets exactly one'),
+        ([{"sheet": SHEET_A, "groups": ["gold", "tenants"]}],
+         'spec 1 uses "groups" \\(2 groups\\); a spec targets exactly one'),
         ([{"sheet": SHEET_A, "targets": []}], "spec 1 has no targets"),
         ([{"sheet": SHEET_A}], "spec 1 has no targets"),
         ([{"sheet": SHEET_A, "targets": ["pg1/orders"]}, {"sheet": SHEET_B, "targets": ["orders"]}],
@@ -39,10 +40,12 @@ GROUPS = {
         ([{"sheet": SHEET_A, "targets": ["pg1/a/b"]}], "not of the form instance/database"),
         ([{"sheet": SHEET_A, "targets": ["pg1/"]}], "not of the form instance/database"),
         ([{"sheet": SHEET_A, "targets": [7]}], "not of the form instance/database"),
-        ([{"sheet": SHEET_A, "targets": ["pg1/orders", "pg1/orders"]}], "database 'pg1/orders' appears twice in spec 1"),
+        ([{"sheet": SHEET_A, "targets": ["pg1/orders", "pg1/orders"]}],
+         "database 'pg1/orders' appears twice in spec 1"),
         ([{"sheet": SHEET_A, "targets": ["pg1/orders"]}, {"sheet": SHEET_B, "targets": ["pg1/orders"]}],
          "database 'pg1/orders' appears in spec 1 and spec 2"),
-        ([{"sheet": SHEET_A, "group": "gold"}, {"sheet": SHEET_B, "group": "gold"}], "group 'gold' appears in spec 1 and spec 2"),
+        ([{"sheet": SHEET_A, "group": "gold"}, {"sheet": SHEET_B, "group": "gold"}],
+         "group 'gold' appears in spec 1 and spec 2"),
         ([{"sheet": "abc", "targets": ["pg1/orders"]}], '"sheet" must be the sha256'),
         ([{"targets": ["pg1/orders"]}], '"sheet" must be the sha256'),
         ([{"sheet": SHEET_A, "group": ""}], '"group" must be a group key'),
@@ -55,7 +58,10 @@ def test_invalid_specs_are_rejected_with_a_clear_message(specs: Any, message: st
 
 
 def test_explicit_targets_keep_spec_order() -> None:
-    specs = [{"sheet": SHEET_A, "targets": ["pg2/tenant_c", "pg1/orders"]}, {"sheet": SHEET_B, "targets": ["pg1/tenant_b"]}]
+    specs = [
+        {"sheet": SHEET_A, "targets": ["pg2/tenant_c", "pg1/orders"]},
+        {"sheet": SHEET_B, "targets": ["pg1/tenant_b"]},
+    ]
     checks = derive_targets(specs, DATABASES, GROUPS)
     assert [(c.database.name, c.sheet) for c in checks] == [
         ("pg2/tenant_c", SHEET_A), ("pg1/orders", SHEET_A), ("pg1/tenant_b", SHEET_B)
@@ -79,7 +85,8 @@ def test_group_sampling_limits_members() -> None:
 @pytest.mark.parametrize(
     "specs, message",
     [
-        ([{"sheet": SHEET_A, "targets": ["pg1/orders", "pg9/nope", "pg1/gone"]}], "spec 1: unknown 2 databases: pg9/nope, pg1/gone"),
+        ([{"sheet": SHEET_A, "targets": ["pg1/orders", "pg9/nope", "pg1/gone"]}],
+         "spec 1: unknown 2 databases: pg9/nope, pg1/gone"),
         ([{"sheet": SHEET_A, "group": "missing"}], "unknown database group 'missing'"),
         ([{"sheet": SHEET_A, "group": "nobody"}], "database group 'nobody' matches no database"),
         ([{"sheet": SHEET_A, "group": "broken"}], "database group 'broken' has an invalid expression: unknown field"),
@@ -109,4 +116,6 @@ def test_more_than_max_targets_through_a_group_is_rejected() -> None:
     fleet = _fleet(MAX_TARGETS + 1)
     with pytest.raises(InvalidPlan, match="10,001 targets"):
         derive_targets([{"sheet": SHEET_A, "group": "all"}], fleet, {"all": "true"})
-    assert len(derive_targets([{"sheet": SHEET_A, "group": "all"}], fleet[:MAX_TARGETS], {"all": "true"})) == MAX_TARGETS
+    assert len(
+        derive_targets([{"sheet": SHEET_A, "group": "all"}], fleet[:MAX_TARGETS], {"all": "true"})
+    ) == MAX_TARGETS

@@ -31,7 +31,11 @@ GOOD = [
     "DROP INDEX CONCURRENTLY idx_orders_status",
 ]
 
-_RELATION_KINDS = {ObjectType.OBJECT_TABLE: "table", ObjectType.OBJECT_VIEW: "view", ObjectType.OBJECT_MATVIEW: "materialized view"}
+_RELATION_KINDS = {
+    ObjectType.OBJECT_TABLE: "table",
+    ObjectType.OBJECT_VIEW: "view",
+    ObjectType.OBJECT_MATVIEW: "materialized view",
+}
 _BREAKS = (
     "the application version still running during the rollout, and any job or report using the old "
     "schema, fails as soon as this runs."
