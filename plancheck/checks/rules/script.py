@@ -312,21 +312,10 @@ def last_name(names: tuple[ast.Node, ...] | None) -> str:
 
 
 def walk(root: Any) -> Iterator[ast.Node]:
-    """Every node under root (a node or a tuple of nodes), root first, depth first."""
-    stack = [root]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, tuple):
-            stack.extend(reversed(item))
-        elif isinstance(item, ast.Node):
-            yield item
-            children = [getattr(item, name) for name in _child_slots(type(item))]
-            stack.extend(reversed([child for child in children if child is not None]))
+    """Every node under root (a node or a tuple of nodes), root first, depth first.
 
-
-def collect(root: ast.Node) -> dict[type, list[ast.Node]]:
-    """Every node under root grouped by type, in tree order (walk's order, unrolled: it runs on every node)."""
-    nodes: dict[type, list[ast.Node]] = {}
+    It runs on every node of every statement (`collect`), hence the bound methods and cached getters.
+    """
     stack: list[Any] = [root]
     pop, push, extend = stack.pop, stack.append, stack.extend
     while stack:
@@ -334,17 +323,19 @@ def collect(root: ast.Node) -> dict[type, list[ast.Node]]:
         if isinstance(item, tuple):
             extend(reversed(item))
         elif isinstance(item, ast.Node):
-            kind = type(item)
-            found = nodes.get(kind)
-            if found is None:
-                nodes[kind] = [item]
-            else:
-                found.append(item)
-            children, many = _children(kind)
+            yield item
+            children, many = _children(type(item))
             if many:
                 extend(reversed(children(item)))  # None children are popped and skipped
             elif children is not None:
                 push(children(item))
+
+
+def collect(root: ast.Node) -> dict[type, list[ast.Node]]:
+    """Every node under root grouped by type, in tree order."""
+    nodes: dict[type, list[ast.Node]] = {}
+    for node in walk(root):
+        nodes.setdefault(type(node), []).append(node)
     return nodes
 
 
