@@ -1,8 +1,9 @@
 """`celery` subprocesses, each in a process group of its own and logging to a file.
 
 Dev mode, the integration and chaos tests and the benchmarks all run `celery worker` and
-`celery beat` this way. The own group (a new session) keeps a terminal's Ctrl-C away from the
-children, so the parent decides how they stop, and lets SIGKILL reach a worker's pool processes.
+`celery beat` this way (the tests and benchmarks as a `Cluster`). The own group (a new session)
+keeps a terminal's Ctrl-C away from the children, so the parent decides how they stop, and lets
+SIGKILL reach a worker's pool processes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 STOP_TIMEOUT = 10.0
@@ -134,3 +135,43 @@ def stop_all(processes: Sequence[CeleryProcess], timeout: float = STOP_TIMEOUT) 
     deadline = time.monotonic() + timeout
     for process in reversed(processes):
         process.wait_or_kill(max(0.0, deadline - time.monotonic()))
+
+
+def isolated_env(database_url: str, broker_url: str, **overrides: str) -> dict[str, str]:
+    """This process's environment without its PLANCHECK_* settings, pointed at these URLs: a child
+    runs with plancheck's defaults except for `overrides`, whatever the caller's shell exported."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PLANCHECK_")}
+    env.update(PLANCHECK_DATABASE_URL=database_url, PLANCHECK_BROKER_URL=broker_url, PYTHONUNBUFFERED="1")
+    env.update(overrides)
+    return env
+
+
+@dataclass
+class Cluster:
+    """Workers and beats started one by one and stopped together (`signal_group`: see CeleryProcess)."""
+
+    env: dict[str, str]
+    log_dir: Path
+    app: str = "plancheck"
+    signal_group: bool = False
+    stop_timeout: float = STOP_TIMEOUT
+    processes: list[CeleryProcess] = field(default_factory=list)
+
+    def _start(self, name: str, args: list[str], app: str | None = None) -> CeleryProcess:
+        process = start_celery(
+            name, args, env=self.env, log_dir=self.log_dir, app=app or self.app, signal_group=self.signal_group
+        )
+        self.processes.append(process)
+        return process
+
+    def worker(self, name: str, concurrency: int = 2, pool: str = "prefork", app: str | None = None) -> CeleryProcess:
+        args = ["worker", "-n", f"{name}@%h", "-c", str(concurrency), "-P", pool, "-l", "INFO", "--without-mingle",
+                "--without-gossip"]
+        return self._start(name, args, app)
+
+    def beat(self, name: str = "beat") -> CeleryProcess:
+        return self._start(name, ["beat", "-l", "INFO"])
+
+    def stop_all(self) -> None:
+        """SIGTERM every process at once, then wait for all of them (see `stop_all`)."""
+        stop_all(self.processes, self.stop_timeout)

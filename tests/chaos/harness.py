@@ -165,7 +165,7 @@ class ChaosCluster(Cluster):
     _supervising: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _start(self, name: str, args: list[str], app: str = "plancheck") -> Process:
+    def _start(self, name: str, args: list[str], app: str | None = None) -> Process:
         with self._lock:  # the supervisor thread reads the process list
             return super()._start(name, args, app)
 
