@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -34,6 +35,7 @@ class Settings:
     max_attempts: int
     chunk_size: int
     log_format: str
+    queue: str
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -55,9 +57,20 @@ def _database_url(raw: str, name: str) -> str:
     return url
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://")
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
 def _broker_url(raw: str, name: str) -> str:
-    if not raw.startswith(("redis://", "rediss://", "redis+socket://")):
-        raise SettingsError(f"{name} must be a redis:// URL")
+    if not raw.startswith(REDIS_SCHEMES + AMQP_SCHEMES):
+        raise SettingsError(f"{name} must be a redis:// or amqp:// URL")
+    return raw
+
+
+def _queue(raw: str, name: str) -> str:
+    if not _QUEUE_NAME.fullmatch(raw):
+        raise SettingsError(f"{name}={raw!r} must be 1-63 letters, digits, '_', '.' or '-' (a letter or digit first)")
     return raw
 
 
@@ -91,11 +104,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         broker_url=_broker_url(env.get("PLANCHECK_BROKER_URL") or DEFAULT_BROKER_URL, "PLANCHECK_BROKER_URL"),
         claim_batch=_number(env, "PLANCHECK_CLAIM_BATCH", 20, int, 1),
         claim_interval=claim_interval,
-        reap_interval=_number(env, "PLANCHECK_REAP_INTERVAL", 5.0, float, 0.1),
+        reap_interval=_number(env, "PLANCHECK_REAP_INTERVAL", 2.0, float, 0.1),
         relay_interval=_number(env, "PLANCHECK_RELAY_INTERVAL", 5.0, float, 0.1),
         lease_seconds=lease,
         heartbeat_seconds=heartbeat,
         max_attempts=_number(env, "PLANCHECK_MAX_ATTEMPTS", 3, int, 1),
         chunk_size=_number(env, "PLANCHECK_CHUNK_SIZE", 20, int, 1),
         log_format=log_format,
+        queue=_queue(env.get("PLANCHECK_QUEUE") or "plancheck", "PLANCHECK_QUEUE"),
     )

@@ -91,14 +91,14 @@ def check_broker(settings: Settings, timeout: float) -> Check:
     return Check("broker", True, safe_url(url))
 
 
-def ping_workers(broker_url: str, timeout: float) -> list[str]:
-    """Names of the workers answering a ping on `broker_url` within `timeout` seconds.
+def ping_workers(broker_url: str, queue: str, timeout: float) -> list[str]:
+    """Names of this deployment's workers (those of `queue`) answering a ping within `timeout` seconds.
 
     A throwaway app bound to the URL: `control.ping(connection=...)` still publishes through the
     app's own producer pool, i.e. to the broker of the app's configuration, not to `connection`.
     """
     probe = Celery("plancheck-status", broker=broker_url, set_as_current=False)
-    probe.conf.update(accept_content=["json"], broker_connection_timeout=timeout)
+    probe.conf.update(accept_content=["json"], broker_connection_timeout=timeout, control_exchange=queue)
     try:
         replies = probe.control.ping(timeout=timeout)
     finally:
@@ -109,7 +109,7 @@ def ping_workers(broker_url: str, timeout: float) -> list[str]:
 def check_workers(settings: Settings, timeout: float) -> Check:
     url = settings.broker_url
     try:
-        names = ping_workers(url, timeout)
+        names = ping_workers(url, settings.queue, timeout)
     except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors
         return Check("workers", False, f"ping failed ({_error(exc, url)})")
     if not names:

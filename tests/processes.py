@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,8 +14,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def plancheck_env(database_url: str, broker_url: str, **overrides: str) -> dict[str, str]:
-    """The environment a plancheck process gets: the test's URLs and fast maintenance intervals."""
+    """The environment a plancheck process gets: the test's URLs, fast maintenance intervals, and a
+    queue of its own (each test's metadata database is another deployment on the shared broker)."""
     fast = {
+        "PLANCHECK_QUEUE": f"plancheck-test-{uuid.uuid4().hex[:10]}",
         "PLANCHECK_CLAIM_INTERVAL": "0.5",
         "PLANCHECK_REAP_INTERVAL": "0.5",
         "PLANCHECK_RELAY_INTERVAL": "0.5",

@@ -216,8 +216,11 @@ def status_line(checks: Checks) -> str:
     style = STATUS_STYLE.get(checks.status, "")
     counts = level_counts(checks.results)
     total = "?" if checks.targets_total is None else str(checks.targets_total)
-    waiting = checks.status == "RUNNING" and not any(attempt.get("outcome") is None for attempt in checks.attempts)
-    state = f"{checks.status} (claimed, waiting for a worker)" if waiting else checks.status
+    state = checks.status
+    if checks.status == "AVAILABLE":
+        state += " (waiting for a free worker slot)"
+    elif checks.status == "RUNNING" and not any(attempt.get("outcome") is None for attempt in checks.attempts):
+        state += " (claimed, waiting for a worker)"
     line = (f"plan {checks.plan_id}: [{style}]{state}[/] — {checks.targets_done}/{total} targets checked, "
             f"{counts['ERROR']} error(s), {counts['WARNING']} warning(s)")
     if checks.reason:

@@ -13,6 +13,7 @@ from plancheck.settings import load_settings
 
 app = Celery("plancheck")
 app.config_from_object("celeryconfig")
+app.steps["worker"].add("plancheck.scheduler.slots:WorkerSlots")
 
 
 @after_setup_logger.connect

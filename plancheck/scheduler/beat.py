@@ -1,8 +1,15 @@
-"""The beat scheduler: Celery's in-memory scheduler plus a heartbeat row in PostgreSQL.
+"""The beat scheduler: Celery's in-memory scheduler that runs maintenance itself, plus a heartbeat row.
 
-Beat keeps no state (no schedule file), so any number may run. Whether one is alive can only be
-seen from outside it: every few seconds the tick upserts beat_heartbeat(name, last_seen), read by
-`plancheck status` and the metrics. A task could not do this: tasks run on workers, not in beat.
+Maintenance (claim, reap, relay) runs here, in beat's own process, instead of being sent to the
+workers: a worker whose every slot is busy with long checks would leave it waiting in the queue,
+and recovery after a crash would wait for the queue to drain instead of the lease. Beat is the one
+process every deployment runs (in any number: claims and reaps are `FOR UPDATE SKIP LOCKED`, so a
+doubled tick is harmless) and it never runs checks, so the maintenance period is kept even at
+capacity. Other schedule entries are sent to workers as usual.
+
+Beat keeps no state (no schedule file). Whether one is alive can only be seen from outside it:
+every few seconds the tick upserts beat_heartbeat(name, last_seen), read by `plancheck status`
+and the metrics.
 """
 
 from __future__ import annotations
@@ -23,8 +30,13 @@ from plancheck.store.metrics import probe_engine
 log = logging.getLogger(__name__)
 
 
+# Tasks beat runs in its own process rather than sending them to a worker.
+IN_PROCESS = frozenset({"plancheck.claim", "plancheck.reap", "plancheck.relay"})
+
+
 class Scheduler(beat.Scheduler):
-    """celery.beat.Scheduler that records its liveness; a database outage never fails a tick."""
+    """celery.beat.Scheduler that runs maintenance in-process and records its liveness; a database
+    outage never fails a tick."""
 
     #: seconds between heartbeats; also the longest beat sleeps, so a heartbeat is never late.
     heartbeat_every = 5.0
@@ -35,6 +47,15 @@ class Scheduler(beat.Scheduler):
         self._database_url = load_settings().database_url
         self._next_heartbeat = 0.0
         self._recording = True
+
+    def apply_entry(self, entry: beat.ScheduleEntry, producer: Any = None) -> None:
+        if entry.task not in IN_PROCESS:
+            super().apply_entry(entry, producer)
+            return
+        try:
+            self.app.tasks[entry.task]()
+        except Exception:  # the next tick tries again; beat itself must go on
+            log.exception("beat %s: maintenance %s failed", self.beat_name, entry.task)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         self._maybe_record()

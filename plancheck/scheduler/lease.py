@@ -1,20 +1,26 @@
-"""Heartbeats for a started run: extend its lease while the work is alive, notice when it is lost."""
+"""Heartbeats for executing work (a run or a chunk): extend its lease while alive, stop it when lost.
+
+When a heartbeat matches nothing, the work was cancelled, re-run or reaped: the lease turns lost,
+the target query in flight is cancelled, and code running inside `Lease.interruptible()` is
+interrupted even when it is busy on the CPU (a huge script's review, a group expression), so the
+pool slot frees within a heartbeat.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from types import TracebackType
 from typing import Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
-
-from plancheck.logs import state_change
-from plancheck.store import runs
 
 log = logging.getLogger(__name__)
 
@@ -23,25 +29,40 @@ class Cancellable(Protocol):
     def cancel(self) -> None: ...
 
 
-class Lease:
-    """Heartbeats the run every `interval` seconds while the `with` block runs, fenced by its token.
+class Interrupted(BaseException):
+    """Raised inside `Lease.interruptible()` when the lease is lost.
 
-    When a heartbeat matches nothing, the run was cancelled, re-run or reaped: `lost` turns true
-    and the target query in flight, if any, is cancelled so the worker stops promptly. A database
-    outage only skips beats; if it outlasts the lease, the reaper decides. The beats come from one
-    thread per process (`_Heartbeats`), so a short run costs no thread of its own.
+    A BaseException, so no `except Exception` in the interrupted code swallows it.
     """
 
-    def __init__(self, engine: Engine, started: runs.Started, interval: float, lease_seconds: float) -> None:
+
+def _raise_in_thread(thread_id: int, exception: type[BaseException] | None) -> None:
+    """Make `thread_id` raise `exception` at its next bytecode (None withdraws a pending one)."""
+    target = ctypes.c_ulong(thread_id)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(target, ctypes.py_object(exception) if exception else None)
+
+
+class Lease:
+    """Heartbeats `renew` every `interval` seconds while the `with` block runs.
+
+    `renew` is one fenced statement that extends the lease; False means the work lost its token.
+    A database outage only skips beats; if it outlasts the lease, the reaper decides. The beats come
+    from one thread per process (`_Heartbeats`), so short work costs no thread of its own.
+    """
+
+    def __init__(
+        self, engine: Engine, renew: Callable[[Connection], bool], interval: float, on_lost: Callable[[], None]
+    ) -> None:
         self._engine = engine
-        self._started = started
+        self._renew = renew
         self.interval = interval
-        self._lease_seconds = lease_seconds
+        self._on_lost = on_lost
         self._lost = threading.Event()
         self._lock = threading.Lock()
         self._beating = threading.Lock()
         self._closed = False
         self._query: Cancellable | None = None
+        self._interruptible_thread: int | None = None
 
     @property
     def lost(self) -> bool:
@@ -54,26 +75,41 @@ class Lease:
         if query is not None and self.lost:
             query.cancel()
 
-    def mark_lost(self) -> None:
-        if self._lost.is_set():
-            return
-        self._lost.set()
-        state_change("heartbeat lost", self._started.id, self._started.plan_id, attempt=self._started.attempt)
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """Within the block, a lost lease raises `Interrupted` in this thread, wherever it is."""
         with self._lock:
+            if self.lost:
+                raise Interrupted
+            self._interruptible_thread = threading.get_ident()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._interruptible_thread = None
+                _raise_in_thread(threading.get_ident(), None)  # one raised but not yet delivered: withdrawn
+
+    def mark_lost(self) -> None:
+        with self._lock:
+            if self._lost.is_set():
+                return
+            self._lost.set()
             if self._query is not None:
                 self._query.cancel()
+            if self._interruptible_thread is not None:
+                _raise_in_thread(self._interruptible_thread, Interrupted)
+        self._on_lost()
 
     def beat(self) -> None:
         """One fenced heartbeat; never after the `with` block ended (the exit waits for a beat in flight)."""
-        started = self._started
         with self._beating:
             if self._closed or self.lost:
                 return
             try:
                 with self._engine.begin() as conn:
-                    alive = runs.heartbeat(conn, started.id, started.token, self._lease_seconds)
+                    alive = self._renew(conn)
             except DBAPIError as exc:
-                log.warning("heartbeat for run %s skipped: %s", started.id, type(exc.orig).__name__)
+                log.warning("heartbeat skipped: %s", type(exc.orig).__name__)
                 return
             if not alive:
                 self.mark_lost()

@@ -1,17 +1,21 @@
 """Executes delivered run and chunk messages: start (or ignore), check targets, finish fenced.
 
-Nothing here remembers running checks: the only state is the run row, reached through its token.
-Commits are few on purpose: the start and the loading of the plan share one transaction, and the
-write that stores the last target's results also ends the run DONE — decided by PostgreSQL, so a
-fanned-out run finishes exactly once whichever chunk reports last. The transaction that ends a run
-also claims the next AVAILABLE run, so a busy cluster keeps its pipeline full without extra messages.
+Nothing here remembers running checks: the only state is the run's (or chunk's) row, reached
+through its token. The start commits on its own, so the work is loaded — group expressions
+evaluated — without holding a row lock. A run with more targets than the chunk size fans out: its
+chunks become claimable rows and the run keeps no lease; each chunk is then executed like a small
+run, under a lease of its own. The write that completes the last target ends the run DONE — decided
+by PostgreSQL, so a fanned-out run finishes exactly once whichever chunk completes last — and the
+same transaction claims the next work for the slot this execution frees.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
@@ -19,42 +23,80 @@ from plancheck.checks import CheckStopped, ReviewConfig, check_target
 from plancheck.checks.result import CheckResult, CheckType, Status
 from plancheck.logs import state_change
 from plancheck.redact import redact_urls
-from plancheck.scheduler.lease import Lease
+from plancheck.scheduler.lease import Interrupted, Lease
 from plancheck.scheduler.work import Item, RunAbort, Work, load_chunk, load_work
 from plancheck.settings import Settings
-from plancheck.store import runs
+from plancheck.store import chunks, claims, runs
 from plancheck.store.db import engine_for
 
 log = logging.getLogger(__name__)
 
-IGNORED = "ignored"
-DISCARDED = "discarded"
-RUNNING = "running"
-FANNED_OUT = "fanned out"
+
+class Delivery(StrEnum):
+    """What became of one delivered message."""
+
+    EXECUTED = "executed"  # it ran the work, to the end of the run or of its part
+    FANNED_OUT = "fanned out"  # it split the run into chunks
+    IGNORED = "ignored"  # duplicate, stale or forged: it started nothing
+    DISCARDED = "discarded"  # the work lost its token meanwhile: its results were dropped
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of a delivery, and the messages the task must send next."""
+    """A delivery's fate, the run status it ended in (if it ended the run), and the work it claimed."""
 
-    status: str
-    chunks: list[list[tuple[str, str]]] = field(default_factory=list)  # per chunk: (target name, sheet)
-    handoff: list[runs.Claimed] = field(default_factory=list)
+    delivery: Delivery
+    run_status: str | None = None
+    claimed: claims.Claims = field(default_factory=claims.Claims)
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """A target's results are stored: did that finish this execution's part, and the whole run?"""
+
+    part_done: bool
+    run_done: bool
+
+
+@dataclass
 class Execution:
+    """One started run or chunk: how to keep it alive, store its results and log its events."""
+
     engine: Engine
-    started: runs.Started
     settings: Settings
     worker: str
-    chunk: int | None = None
+    run_id: int
+    plan_id: int
+    run_token: str
+    attempt: int
+    chunk: chunks.StartedChunk | None = None
 
-    def log(self, event: str, **fields: object) -> None:
-        started = self.started
-        state_change(
-            event, started.id, started.plan_id, attempt=started.attempt, worker=self.worker, chunk=self.chunk, **fields
-        )
+    def log(self, event: str, **fields: Any) -> None:
+        number = None if self.chunk is None else self.chunk.chunk
+        attempt = self.attempt if self.chunk is None else self.chunk.attempt
+        state_change(event, self.run_id, self.plan_id, attempt=attempt, worker=self.worker, chunk=number, **fields)
+
+    def renew(self, conn: Connection) -> bool:
+        lease = self.settings.lease_seconds
+        if self.chunk is None:
+            return runs.heartbeat(conn, self.run_id, self.run_token, lease)
+        return chunks.heartbeat(conn, self.chunk.id, self.chunk.token, lease)
+
+    def lease(self) -> Lease:
+        return Lease(self.engine, self.renew, self.settings.heartbeat_seconds, lambda: self.log("heartbeat lost"))
+
+    def record(self, conn: Connection, results: list[dict[str, Any]]) -> Recorded | None:
+        """Store one target's results (fenced); a chunk's last target moves the chunk's results into
+        its run. None when the token lost."""
+        lease = self.settings.lease_seconds
+        if self.chunk is None:
+            progress = runs.add_results(conn, self.run_id, self.run_token, results, 1, lease)
+            return None if progress is None else Recorded(progress.complete, progress.complete)
+        part = chunks.add_results(conn, self.chunk.id, self.chunk.token, results, lease)
+        if part is None or not part.complete:
+            return None if part is None else Recorded(False, False)
+        run = chunks.finish(conn, self.chunk.id, self.chunk.token)
+        return None if run is None else Recorded(True, run.complete)
 
 
 def execute(run_id: int, token: str, worker: str, settings: Settings) -> Outcome:
@@ -62,85 +104,80 @@ def execute(run_id: int, token: str, worker: str, settings: Settings) -> Outcome
     engine = engine_for(settings.database_url)
     with engine.begin() as conn:
         started = runs.start(conn, run_id, token, worker, settings.lease_seconds)
-        if started is None:
-            state_change("ignored", run_id, worker=worker, reason="duplicate or stale delivery")
-            return Outcome(IGNORED)
-        execution = Execution(engine, started, settings, worker)
-        execution.log("started")
-        prepared = _prepare(conn, execution)
-    if isinstance(prepared, Outcome):
-        return prepared
-    if len(prepared.items) > settings.chunk_size:
-        return _fan_out(execution, prepared)
-    return _check_with_lease(execution, prepared.items, prepared.config)
+    if started is None:
+        state_change("ignored", run_id, worker=worker, reason="duplicate or stale delivery")
+        return Outcome(Delivery.IGNORED)
+    execution = Execution(engine, settings, worker, started.id, started.plan_id, str(started.token), started.attempt)
+    execution.log("started")
+    return _execute(execution, lambda conn: load_work(conn, started.plan_id))
 
 
-def execute_chunk(
-    run_id: int, token: str, chunk: int, assignments: Sequence[tuple[str, str]], worker: str, settings: Settings
-) -> Outcome:
-    """Check one chunk of a fanned-out run's targets, if this delivery wins the chunk."""
+def execute_chunk(chunk_id: int, token: str, worker: str, settings: Settings) -> Outcome:
+    """Check one chunk of a fanned-out run, if this delivery wins the chunk's start."""
     engine = engine_for(settings.database_url)
     with engine.begin() as conn:
-        started = runs.start_chunk(conn, run_id, token, chunk, worker)
-        if started is None:
-            state_change("ignored", run_id, worker=worker, chunk=chunk, reason="duplicate or stale delivery")
-            return Outcome(IGNORED)
-        execution = Execution(engine, started, settings, worker, chunk)
-        execution.log("chunk started", targets=len(assignments))
-        prepared = _prepare(conn, execution, assignments)
-    if isinstance(prepared, Outcome):
-        return prepared
-    return _check_with_lease(execution, prepared.items, prepared.config)
+        started = chunks.start(conn, chunk_id, token, worker, settings.lease_seconds)
+    if started is None:
+        state_change("ignored", 0, worker=worker, chunk_id=chunk_id, reason="duplicate or stale delivery")
+        return Outcome(Delivery.IGNORED)
+    execution = Execution(engine, settings, worker, started.run_id, started.plan_id, str(started.run_token),
+                          started.run_attempt, started)
+    execution.log("chunk started", targets=len(started.targets))
+    return _execute(execution, lambda conn: load_chunk(conn, started.plan_id, started.targets))
 
 
-def _prepare(conn: Connection, execution: Execution, chunk: Sequence[tuple[str, str]] | None = None) -> Work | Outcome:
-    """Load the run's (or one chunk's) work in the start's transaction; a run that cannot be checked
-    ends right here."""
-    started = execution.started
-    try:
-        with conn.begin_nested():
-            work = load_work(conn, started) if chunk is None else load_chunk(conn, started, chunk)
-    except RunAbort as abort:
-        return _finish(conn, execution, abort.status, abort.reason)
-    except Exception as exc:
-        log.exception("run %s could not be loaded", started.id)
-        return _finish(conn, execution, "FAILED", _internal_error(exc))
-    if chunk is None:
-        runs.set_targets_total(conn, started.id, started.token, len(work.items), execution.settings.lease_seconds)
-        if not work.items:
-            return _finish(conn, execution, "DONE")
-    return work
+def _execute(execution: Execution, load: Callable[[Connection], Work]) -> Outcome:
+    with execution.lease() as lease:
+        try:
+            with lease.interruptible():
+                with execution.engine.connect() as conn:
+                    work = load(conn)
+            return _proceed(execution, lease, work)
+        except RunAbort as abort:
+            return _end(execution, abort.status, abort.reason)
+        except (CheckStopped, Interrupted):
+            return _discard(execution)
+        except Exception as exc:
+            log.exception("run %s failed", execution.run_id)
+            return _end(execution, "FAILED", _internal_error(exc))
+
+
+def _proceed(execution: Execution, lease: Lease, work: Work) -> Outcome:
+    if execution.chunk is not None:
+        return _check_all(execution, lease, work)
+    if not work.items:
+        return _end(execution, "DONE")
+    if len(work.items) > execution.settings.chunk_size:
+        return _fan_out(execution, work)
+    with execution.engine.begin() as conn:
+        if not runs.set_targets_total(conn, execution.run_id, execution.run_token, len(work.items),
+                                      execution.settings.lease_seconds):
+            return _discard(execution)
+    return _check_all(execution, lease, work)
 
 
 def _fan_out(execution: Execution, work: Work) -> Outcome:
+    """Store the run's chunks and claim what free slots there are; the rest wait for later claims."""
     size = execution.settings.chunk_size
     assignments = [(item.target.name, item.sheet) for item in work.items]
-    chunks = [assignments[i : i + size] for i in range(0, len(assignments), size)]
-    execution.log("fanned out", chunks=len(chunks), targets=len(assignments))
-    return Outcome(FANNED_OUT, chunks=chunks)
-
-
-def _check_with_lease(execution: Execution, items: Sequence[Item], config: ReviewConfig) -> Outcome:
-    settings = execution.settings
-    with Lease(execution.engine, execution.started, settings.heartbeat_seconds, settings.lease_seconds) as lease:
-        try:
-            return _check_all(execution, lease, items, config)
-        except CheckStopped:
+    pieces = [assignments[i : i + size] for i in range(0, len(assignments), size)]
+    with execution.engine.begin() as conn:
+        if not runs.fan_out(conn, execution.run_id, execution.run_token, pieces):
             return _discard(execution)
-        except Exception as exc:
-            log.exception("run %s failed", execution.started.id)
-            with execution.engine.begin() as conn:
-                return _finish(conn, execution, "FAILED", _internal_error(exc))
+        claimed = _claim(conn, execution.settings)
+    execution.log("fanned out", chunks=len(pieces), targets=len(assignments))
+    return Outcome(Delivery.FANNED_OUT, claimed=claimed)
 
 
-def _check_all(execution: Execution, lease: Lease, items: Sequence[Item], config: ReviewConfig) -> Outcome:
-    outcome = Outcome(RUNNING)
-    for index, item in enumerate(items):
+def _check_all(execution: Execution, lease: Lease, work: Work) -> Outcome:
+    outcome = Outcome(Delivery.EXECUTED)
+    for item in work.items:
         if lease.lost:
             return _discard(execution)
-        results = _check(item, config, lease)
-        outcome = _record(execution, results, last_of_chunk=index == len(items) - 1)
-        if outcome.status == DISCARDED:
+        with lease.interruptible():
+            results = _check(item, work.config, lease)
+        outcome = _record(execution, [result.to_json() for result in results])
+        if outcome.delivery is Delivery.DISCARDED:
             return outcome
     return outcome
 
@@ -153,37 +190,51 @@ def _check(item: Item, config: ReviewConfig, lease: Lease) -> list[CheckResult]:
     return check_target(item.target, item.sql, config, should_stop=lambda: lease.lost, on_session=lease.track)
 
 
-def _record(execution: Execution, results: list[CheckResult], last_of_chunk: bool) -> Outcome:
-    """Store one target's results at once (fenced), so progress is visible; the write that
-    completes the run's last target finishes it in the same transaction."""
-    started, lease_seconds = execution.started, execution.settings.lease_seconds
-    payload = [result.to_json() for result in results]
+def _record(execution: Execution, results: list[dict[str, Any]]) -> Outcome:
+    """Store one target's results at once (fenced), so progress is visible; the write that completes
+    the run's last target finishes it in the same transaction."""
     with execution.engine.begin() as conn:
-        progress = runs.add_results(conn, started.id, started.token, payload, 1, lease_seconds)
-        if progress is None:
+        recorded = execution.record(conn, results)
+        if recorded is None:
             return _discard(execution)
-        if execution.chunk is not None and last_of_chunk:
-            runs.finish_chunk(conn, started.token, execution.chunk)
-        if progress.targets_done == progress.targets_total:
+        if recorded.run_done:
             return _finish(conn, execution, "DONE")
-    return Outcome(RUNNING)
+        if recorded.part_done:  # a chunk is done, its run is not: the slot it frees takes new work
+            execution.log("chunk finished")
+            return Outcome(Delivery.EXECUTED, claimed=_claim(conn, execution.settings))
+    return Outcome(Delivery.EXECUTED)
+
+
+def _end(execution: Execution, status: str, reason: str | None = None) -> Outcome:
+    with execution.engine.begin() as conn:
+        return _finish(conn, execution, status, reason)
 
 
 def _finish(conn: Connection, execution: Execution, status: str, reason: str | None = None) -> Outcome:
-    """End the run (fenced) and, in the same transaction, claim the next AVAILABLE run to hand on to."""
+    """End the run (fenced by its token) and, in the same transaction, claim work for the freed slot."""
     extra = {"reason": reason} if reason else {}
-    if not runs.finish(conn, execution.started.id, execution.started.token, status, extra):
+    if not runs.finish(conn, execution.run_id, execution.run_token, status, extra):
         return _discard(execution)
     execution.log("finished", status=status, reason=reason)
-    settings = execution.settings
-    return Outcome(status, handoff=runs.claim(conn, 1, settings.lease_seconds, cap=settings.claim_batch))
+    return Outcome(Delivery.EXECUTED, status, _claim(conn, execution.settings))
+
+
+def _claim(conn: Connection, settings: Settings) -> claims.Claims:
+    return claims.claim(conn, settings.claim_batch, settings.lease_seconds, settings.lease_seconds)
 
 
 def _discard(execution: Execution) -> Outcome:
     """The token lost (cancel, re-run or reap): this execution's results are dropped, nothing written."""
-    execution.log("discarded", reason="run cancelled, re-run or reaped")
-    return Outcome(DISCARDED)
+    execution.log("discarded", reason="cancelled, re-run or reaped")
+    return Outcome(Delivery.DISCARDED)
 
 
 def _internal_error(exc: Exception) -> str:
     return f"internal error: {type(exc).__name__}: {redact_urls(str(exc))}"
+
+
+def claim_work(engine: Engine, settings: Settings) -> claims.Claims:
+    """A claim in a transaction of its own (beat's claim, plan creation, a reap that freed work)."""
+    with engine.begin() as conn:
+        return _claim(conn, settings)
+

@@ -1,14 +1,23 @@
-"""Celery tasks: claim, run, run_chunk, reap and relay — thin shells around the store and the runner.
+"""Celery tasks: run, run_chunk, claim, reap and relay — thin shells around the store and the runner.
 
-Messages carry ids and tokens only (and, for chunks, target names with sheet hashes), never URLs or credentials.
+Messages carry ids and tokens only, never targets, SQL, URLs or credentials: whatever a message
+says beyond which work it names is read from PostgreSQL, so a forged or replayed message can at
+most start work that was claimed anyway. A malformed one is logged and dropped.
+
+claim, reap and relay are maintenance: beat runs them in its own process (see `beat.Scheduler`),
+so they never wait for a free worker slot; workers send relay after finishing a run, for prompt
+follow-ups.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable
 from functools import cache
+from typing import Any
 
 from celery import Task
 from kombu import Connection
@@ -17,8 +26,12 @@ from plancheck.logs import state_change
 from plancheck.scheduler import runner
 from plancheck.scheduler.app import app
 from plancheck.settings import Settings, load_settings
-from plancheck.store import followups, runs
+from plancheck.store import chunks, claims, followups, runs
 from plancheck.store.db import engine_for
+
+log = logging.getLogger(__name__)
+
+_MAX_ID = 2**63 - 1
 
 
 @cache
@@ -54,63 +67,87 @@ _relay_debounce = _Debounce(RELAY_DELAY)
 
 
 def claim_now(config: Settings, connection: Connection | None = None) -> int:
-    """Claim AVAILABLE runs, oldest first, and send one run message each (the claim task's body).
+    """Claim work for free worker slots and send one message per claimed run or chunk.
 
     The API calls it right after creating a run, over its own broker connection: the run message
-    goes out from the client, without a claim message's hop through a worker.
+    goes out from the client, without a hop through a worker.
     """
-    with engine_for(config.database_url).begin() as conn:
-        claimed = runs.claim(conn, config.claim_batch, config.lease_seconds)
-    _dispatch(claimed, connection)
+    claimed = runner.claim_work(engine_for(config.database_url), config)
+    dispatch(claimed, config.queue, connection)
     return len(claimed)
 
 
-def _dispatch(claimed: Iterable[runs.Claimed], connection: Connection | None = None) -> None:
-    for item in claimed:
+def dispatch(claimed: claims.Claims, queue: str, connection: Connection | None = None) -> None:
+    """One message per claimed piece of work, ids and tokens only, on the deployment's queue."""
+    options = {"queue": queue, "connection": connection, "retry": connection is None}
+    for item in claimed.runs:
         state_change("claimed", item.id, item.plan_id, attempt=item.attempt + 1)
-        run.apply_async((item.id, str(item.token)), connection=connection, retry=connection is None)
+        run.apply_async((item.id, str(item.token)), **options)
+    for piece in claimed.chunks:
+        state_change("chunk claimed", piece.run_id, chunk=piece.chunk)
+        run_chunk.apply_async((piece.id, str(piece.token)), **options)
 
 
-def _follow_through(run_id: int, token: str, outcome: runner.Outcome) -> str:
-    """Send what the outcome asks for: chunk messages, the handed-on run, the follow-up relay."""
-    for index, assignments in enumerate(outcome.chunks):
-        run_chunk.apply_async((run_id, token, index, assignments))
-    _dispatch(outcome.handoff)
-    if outcome.status == "DONE" and _relay_debounce.first():
-        relay.apply_async(countdown=RELAY_DELAY)
-    return outcome.status
+def _follow_through(outcome: runner.Outcome) -> str:
+    """Send what the outcome asks for: messages for the work it claimed, the follow-up relay."""
+    dispatch(outcome.claimed, settings().queue)
+    if outcome.run_status == "DONE" and _relay_debounce.first():
+        relay.apply_async(countdown=RELAY_DELAY, queue=settings().queue)
+    return str(outcome.run_status or outcome.delivery)
+
+
+def _valid_ids(task: str, work_id: Any, token: Any) -> tuple[int, str] | None:
+    """The message's (id, token) if they are what plancheck sends; else None, logged once."""
+    try:
+        if isinstance(work_id, bool) or not isinstance(work_id, int) or not 0 < work_id <= _MAX_ID:
+            raise ValueError("id")
+        return work_id, str(uuid.UUID(str(token)))
+    except ValueError:
+        log.warning("dropped a malformed %s message (id %.40r, token %.40r)", task, work_id, token)
+        return None
+
+
+def _execute(task: Task, work_id: Any, token: Any, execute: Callable[[int, str, str, Settings], runner.Outcome]) -> str:
+    ids = _valid_ids(task.name, work_id, token)
+    if ids is None:
+        return "malformed"
+    return _follow_through(execute(*ids, _worker(task), settings()))
+
+
+@app.task(name="plancheck.run", bind=True)
+def run(self: Task, run_id: Any, token: Any) -> str:
+    """Check a claimed run (or fan it out into chunks)."""
+    return _execute(self, run_id, token, runner.execute)
+
+
+@app.task(name="plancheck.run_chunk", bind=True)
+def run_chunk(self: Task, chunk_id: Any, token: Any) -> str:
+    """Check one claimed chunk of a fanned-out run; its targets are read from its row."""
+    return _execute(self, chunk_id, token, runner.execute_chunk)
 
 
 @app.task(name="plancheck.claim")
 def claim() -> int:
-    """Claim AVAILABLE runs, oldest first, and send one run message each."""
+    """Claim work for free worker slots, oldest first, and send one message each."""
     return claim_now(settings())
-
-
-@app.task(name="plancheck.run", bind=True)
-def run(self: Task, run_id: int, token: str) -> str:
-    return _follow_through(run_id, token, runner.execute(run_id, token, _worker(self), settings()))
-
-
-@app.task(name="plancheck.run_chunk", bind=True)
-def run_chunk(self: Task, run_id: int, token: str, chunk: int, assignments: list[list[str]]) -> str:
-    """Check one chunk of a fanned-out run: `assignments` are [target name, sheet sha256] pairs."""
-    pairs = [(name, sheet) for name, sheet in assignments]
-    outcome = runner.execute_chunk(run_id, token, chunk, pairs, _worker(self), settings())
-    return _follow_through(run_id, token, outcome)
 
 
 @app.task(name="plancheck.reap")
 def reap() -> int:
-    """Return runs whose lease expired (dead worker, lost message) to AVAILABLE, or fail them."""
+    """Return runs and chunks whose lease expired (dead worker, lost message) to AVAILABLE, or fail
+    them; then claim, so recovered work is sent again without waiting for the next claim."""
     config = settings()
     with engine_for(config.database_url).begin() as conn:
         reaped = runs.reap(conn, config.max_attempts, config.claim_batch)
+        reaped_chunks = chunks.reap(conn, config.max_attempts, config.claim_batch)
     for item in reaped:
         state_change("reaped", item.id, item.plan_id, attempt=item.attempt, status=item.status)
-    if any(item.status == "AVAILABLE" for item in reaped):
-        claim.delay()
-    return len(reaped)
+    for piece in reaped_chunks:
+        state_change("chunk reaped", piece.run_id, chunk=piece.chunk, attempt=piece.attempt,
+                     status="FAILED" if piece.abandoned else "AVAILABLE")
+    if reaped or reaped_chunks:
+        claim_now(config)
+    return len(reaped) + len(reaped_chunks)
 
 
 @app.task(name="plancheck.relay")
@@ -120,5 +157,5 @@ def relay() -> int:
     with engine_for(config.database_url).begin() as conn:
         delivered = followups.relay(conn, config.claim_batch)
     if delivered >= config.claim_batch:  # a full batch: more may be due, keep going now
-        relay.delay()
+        relay.apply_async(queue=config.queue)
     return delivered

@@ -1,8 +1,9 @@
 """What a started run has to check: its plan's targets, each with its SQL, read from PostgreSQL.
 
 Reads are shaped by the plan: a plan of named targets reads only those databases, and a chunk of a
-fanned-out run reads only the targets its message names; only a group's CEL expression needs the
-project's whole database list.
+fanned-out run reads only the targets stored with it; only a group's CEL expression needs the
+project's whole database list. Loading holds no row lock: group expressions are user logic and may
+take a while, so they never run inside the transaction that started the run.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from plancheck.checks.groups import DatabaseResource, compile_expression, select
 from plancheck.checks.instance import resolve_url
 from plancheck.checks.target import Target
 from plancheck.checks.targets import InvalidPlan, derive_targets
-from plancheck.store import catalog, runs
+from plancheck.store import catalog
 
 
 class RunAbort(Exception):
@@ -45,9 +46,9 @@ class Work:
     config: ReviewConfig
 
 
-def load_work(conn: Connection, started: runs.Started) -> Work:
+def load_work(conn: Connection, plan_id: int) -> Work:
     """Every target of the run's plan, derived from its specs now (group membership included)."""
-    plan = _checkable_plan(conn, started)
+    plan = _checkable_plan(conn, plan_id)
     config = _review_config(plan)
     specs = plan.specs
     grouped = any(isinstance(spec, dict) and "group" in spec for spec in specs)
@@ -62,10 +63,10 @@ def load_work(conn: Connection, started: runs.Started) -> Work:
     return Work(items, config)
 
 
-def load_chunk(conn: Connection, started: runs.Started, assignments: Sequence[tuple[str, str]]) -> Work:
-    """The targets one chunk's message names, each with its sheet, as the run derived them when it fanned
-    out; a target unregistered since then comes back without SQL and is reported as not found."""
-    plan = _checkable_plan(conn, started)
+def load_chunk(conn: Connection, plan_id: int, assignments: Sequence[tuple[str, str]]) -> Work:
+    """A chunk's targets, each with its sheet, as the run derived them when it fanned out (stored with
+    the chunk); a target unregistered since then comes back without SQL and is reported as not found."""
+    plan = _checkable_plan(conn, plan_id)
     config = _review_config(plan)
     rows = project_databases(conn, plan.project_id, [name for name, _ in assignments])
     sheets = catalog.sheet_contents(conn, sorted({sheet for _, sheet in assignments}))
@@ -96,8 +97,8 @@ def resource(row: Row[Any]) -> DatabaseResource:
     return DatabaseResource(row.instance_key, row.name, row.environment, row.labels)
 
 
-def _checkable_plan(conn: Connection, started: runs.Started) -> Row[Any]:
-    plan = catalog.plan_with_project(conn, started.plan_id)
+def _checkable_plan(conn: Connection, plan_id: int) -> Row[Any]:
+    plan = catalog.plan_with_project(conn, plan_id)
     if plan is None:
         raise RunAbort("FAILED", "plan not found")
     if plan.archived:

@@ -17,7 +17,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @cache
 def _engine(url: str, pid: int) -> Engine:
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # A connect gives up after a while: beat's maintenance and heartbeats must not hang on a network
+    # partition (an unreachable server refuses at once anyway).
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 10})
 
 
 def engine_for(url: str) -> Engine:

@@ -23,7 +23,8 @@ HISTOGRAM_BOUNDS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0,
 )
 
-# Outcomes of an attempt that ended its run; LOST (reaped) and SUPERSEDED (re-run) did not.
+# Outcomes of a run's own attempt that ended the run; LOST (reaped) and SUPERSEDED (re-run) did not.
+# A chunk's attempts (chunk IS NOT NULL) count as executions (claim to start, LOST), never as runs.
 FINISHING_OUTCOMES = ("DONE", "FAILED", "CANCELED")
 
 
@@ -100,17 +101,17 @@ _FINISHING = ", ".join(f"'{outcome}'" for outcome in FINISHING_OUTCOMES)
 _ATTEMPT_TOTALS = text(
     f"""
     SELECT
-        count(*) FILTER (WHERE outcome IN ({_FINISHING})) AS finished,
-        count(*) FILTER (WHERE outcome = 'FAILED') AS failed,
+        count(*) FILTER (WHERE outcome IN ({_FINISHING}) AND chunk IS NULL) AS finished,
+        count(*) FILTER (WHERE outcome = 'FAILED' AND chunk IS NULL) AS failed,
         count(*) FILTER (WHERE outcome = 'LOST') AS reaped,
         count(claim_to_start) AS c2s_count, coalesce(sum(claim_to_start), 0) AS c2s_sum,
         {_bucket_columns("claim_to_start", "c2s")},
         count(start_to_finish) AS s2f_count, coalesce(sum(start_to_finish), 0) AS s2f_sum,
         {_bucket_columns("start_to_finish", "s2f")}
     FROM (
-        SELECT outcome,
+        SELECT outcome, chunk,
                date_part('epoch', started_at - claimed_at) AS claim_to_start,
-               CASE WHEN outcome IN ({_FINISHING})
+               CASE WHEN outcome IN ({_FINISHING}) AND chunk IS NULL
                     THEN date_part('epoch', finished_at - started_at) END AS start_to_finish
         FROM plan_check_attempt
         OFFSET 0

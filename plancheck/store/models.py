@@ -118,6 +118,7 @@ class PlanCheckRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     targets_total: Mapped[int | None] = mapped_column(Integer)
     targets_done: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    fanned_out: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
     __table_args__ = (
@@ -128,7 +129,7 @@ class PlanCheckRun(Base):
         Index("plan_check_run_claimable_idx", "id", postgresql_where=text("status = 'AVAILABLE'")),
         Index("plan_check_run_lease_idx", "lease_expires_at", postgresql_where=text("status = 'RUNNING'")),
         Index(
-            "plan_check_run_unstarted_idx", "id", postgresql_where=text("status = 'RUNNING' AND started_at IS NULL")
+            "plan_check_run_occupying_idx", "id", postgresql_where=text("status = 'RUNNING' AND NOT fanned_out")
         ),
     )
 
@@ -147,6 +148,7 @@ class PlanCheckAttempt(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     outcome: Mapped[str | None] = mapped_column(Text)
+    chunk: Mapped[int | None] = mapped_column(Integer)  # None: the run's own execution
     __table_args__ = (
         CheckConstraint(
             "outcome IN ('DONE', 'FAILED', 'CANCELED', 'LOST', 'SUPERSEDED')",
@@ -156,15 +158,58 @@ class PlanCheckAttempt(Base):
 
 
 class PlanCheckChunk(Base):
-    """One chunk of a fanned-out run's targets: the first delivery under the run's token executes it."""
+    """A piece of a fanned-out run: its targets, and a lease and token of its own.
+
+    Only AVAILABLE and RUNNING chunks exist: a finished chunk's results move into its run's row
+    and the chunk row goes; its executions stay in plan_check_attempt (with `chunk` set).
+    """
 
     __tablename__ = "plan_check_chunk"
-    token: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
-    chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("plan_check_run.id", ondelete="CASCADE"), index=True)
-    worker: Mapped[str] = mapped_column(Text)
+    run_token: Mapped[uuid.UUID] = mapped_column(UUID)
+    chunk: Mapped[int] = mapped_column(Integer)
+    targets: Mapped[list[Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(Text, server_default=text("'AVAILABLE'"))
+    token: Mapped[uuid.UUID] = mapped_column(UUID, server_default=text("gen_random_uuid()"))
+    attempt: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    worker: Mapped[str | None] = mapped_column(Text)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    results: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    targets_done: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        UniqueConstraint("run_token", "chunk", name="plan_check_chunk_run_token_chunk_key"),
+        CheckConstraint("status IN ('AVAILABLE', 'RUNNING')", name="plan_check_chunk_status_check"),
+        Index("plan_check_chunk_claimable_idx", "id", postgresql_where=text("status = 'AVAILABLE'")),
+        Index("plan_check_chunk_lease_idx", "lease_expires_at", postgresql_where=text("status = 'RUNNING'")),
+    )
+
+
+class WorkerSlots(Base):
+    """A live worker and its pool slots: claims never send more work than there are free slots."""
+
+    __tablename__ = "worker_slots"
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    slots: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = _created()
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = _created()
+    __table_args__ = (CheckConstraint("slots > 0", name="worker_slots_slots_check"),)
+
+
+class Deployment(Base):
+    """The one row naming this metadata database, so two deployments sharing a broker are told apart."""
+
+    __tablename__ = "deployment"
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, server_default=text("gen_random_uuid()"))
+    singleton: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        UniqueConstraint("singleton", name="deployment_singleton_key"),
+        CheckConstraint("singleton", name="deployment_singleton_check"),
+    )
 
 
 class Issue(Base):

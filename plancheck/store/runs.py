@@ -1,7 +1,8 @@
 """Every statement that reads or changes a plan check run, its attempts and its outbox rows.
 
 The state machine lives here, in SQL: each transition is one conditional UPDATE, so PostgreSQL,
-not a process, decides who runs what. Worker writes are fenced by the run's token.
+not a process, decides who runs what. Worker writes are fenced by the run's token. Claims are in
+`claims`, the chunks of fanned-out runs in `chunks`.
 """
 
 from __future__ import annotations
@@ -16,14 +17,6 @@ from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, JSONB, TEXT
 
 FOLLOW_UP_KINDS = ("approval.find", "rollout.create")
-
-
-@dataclass(frozen=True)
-class Claimed:
-    id: int
-    plan_id: int
-    token: uuid.UUID
-    attempt: int
 
 
 @dataclass(frozen=True)
@@ -55,9 +48,15 @@ class Progress:
     targets_done: int
     targets_total: int | None
 
+    @property
+    def complete(self) -> bool:
+        return self.targets_done == self.targets_total
+
 
 @dataclass(frozen=True)
 class RunView:
+    """A run as readers see it: a fanned-out run's results and progress include its unfinished chunks'."""
+
     id: int
     plan_id: int
     status: str
@@ -68,6 +67,7 @@ class RunView:
     worker: str | None
     targets_total: int | None
     targets_done: int
+    fanned_out: bool
     created_at: datetime
     claimed_at: datetime | None
     started_at: datetime | None
@@ -78,6 +78,7 @@ class RunView:
 class AttemptView:
     generation: int
     attempt: int
+    chunk: int | None  # None: the run's own execution; a number: one chunk of a fanned-out run
     worker: str
     claimed_at: datetime | None
     started_at: datetime
@@ -94,40 +95,21 @@ _CREATE = text(
     ON CONFLICT (plan_id) DO UPDATE SET
         status = 'AVAILABLE', token = gen_random_uuid(), result = '{}'::jsonb, attempt = 0,
         generation = plan_check_run.generation + 1, plan_version = EXCLUDED.plan_version,
-        worker = NULL, lease_expires_at = NULL, claimed_at = NULL, started_at = NULL,
+        worker = NULL, lease_expires_at = NULL, claimed_at = NULL, started_at = NULL, fanned_out = false,
         finished_at = NULL, targets_total = NULL, targets_done = 0, updated_at = now()
     RETURNING id, generation
     """
 )
 
+# A run that leaves its token behind (re-run, cancel, reap) closes the executions still open and
+# drops the chunks of that token: their workers' fenced writes and heartbeats match nothing now.
 _CLOSE_OPEN_ATTEMPTS = text(
     """
+    WITH dropped AS (DELETE FROM plan_check_chunk WHERE run_id = ANY(:run_ids))
     UPDATE plan_check_attempt SET outcome = :outcome, finished_at = now()
     WHERE run_id = ANY(:run_ids) AND outcome IS NULL
     """
 ).bindparams(bindparam("run_ids", type_=ARRAY(BIGINT)))
-
-# Backpressure: no more than `cap` runs may wait claimed but not started, so a run message never
-# queues in the broker long enough for its lease to lapse while workers are busy.
-# `id = ANY(ARRAY(...))` keeps the claimable rows' subquery a one-off InitPlan: with `id IN (...)` and
-# 100,000 AVAILABLE rows the planner chose a join and a batch-1 claim took 20 ms instead of 1 ms
-# (bench/history.py).
-_CLAIM = text(
-    f"""
-    UPDATE plan_check_run SET
-        status = 'RUNNING', token = gen_random_uuid(), worker = NULL,
-        claimed_at = now(), started_at = NULL, lease_expires_at = {_LEASE}, updated_at = now()
-    WHERE id = ANY(ARRAY(
-        SELECT id FROM plan_check_run WHERE status = 'AVAILABLE'
-        ORDER BY id
-        LIMIT least(:batch, greatest(:cap - (
-            SELECT count(*) FROM plan_check_run WHERE status = 'RUNNING' AND started_at IS NULL
-        ), 0))
-        FOR UPDATE SKIP LOCKED
-    ))
-    RETURNING id, plan_id, token, attempt
-    """
-)
 
 # The start and its attempt row are one statement: one round trip for the most frequent write.
 _START = text(
@@ -149,7 +131,7 @@ _START = text(
 _HEARTBEAT = text(
     f"""
     UPDATE plan_check_run SET lease_expires_at = {_LEASE}
-    WHERE id = :id AND token = :token AND status = 'RUNNING'
+    WHERE id = :id AND token = :token AND status = 'RUNNING' AND NOT fanned_out
     RETURNING id
     """
 )
@@ -162,17 +144,34 @@ _SET_TOTAL = text(
     """
 )
 
+# Fanning out hands the run's liveness to its chunks: the run gives up its lease (no reaper looks at
+# it while its chunks wait or run) and its slot, and every chunk becomes claimable work of its own.
+_FAN_OUT = text(
+    """
+    WITH run AS (
+        UPDATE plan_check_run SET fanned_out = true, lease_expires_at = NULL, targets_total = :total,
+            updated_at = now()
+        WHERE id = :id AND token = :token AND status = 'RUNNING' AND NOT fanned_out
+        RETURNING id, token
+    )
+    INSERT INTO plan_check_chunk (run_id, run_token, chunk, targets)
+    SELECT run.id, run.token, piece.ordinality - 1, piece.value
+    FROM run CROSS JOIN jsonb_array_elements(:chunks) WITH ORDINALITY AS piece
+    RETURNING id
+    """
+).bindparams(bindparam("chunks", type_=JSONB))
+
 _ADD_RESULTS = text(
     f"""
     UPDATE plan_check_run SET
         result = jsonb_set(result, '{{results}}', coalesce(result -> 'results', '[]'::jsonb) || :results),
         targets_done = targets_done + :targets, lease_expires_at = {_LEASE}, updated_at = now()
-    WHERE id = :id AND token = :token AND status = 'RUNNING'
+    WHERE id = :id AND token = :token AND status = 'RUNNING' AND NOT fanned_out
     RETURNING targets_done, targets_total
     """
 ).bindparams(bindparam("results", type_=JSONB))
 
-# Ending a run, closing its attempt and (on DONE) writing its follow-ups to the outbox are one
+# Ending a run, closing its attempts and (on DONE) writing its follow-ups to the outbox are one
 # statement: they happen together or not at all, in one round trip. When the token lost, the
 # attempt is closed as SUPERSEDED and nothing else changes.
 _FINISH = text(
@@ -187,6 +186,8 @@ _FINISH = text(
         UPDATE plan_check_attempt
         SET outcome = CASE WHEN EXISTS (SELECT FROM finished) THEN :status ELSE 'SUPERSEDED' END, finished_at = now()
         WHERE token = :token AND outcome IS NULL
+    ), dropped AS (
+        DELETE FROM plan_check_chunk WHERE run_token = :token
     ), follow_ups AS (
         INSERT INTO outbox (kind, plan_id, dedupe_key, payload)
         SELECT kind, f.plan_id, format('%s:run:%s:%s', kind, f.id, f.generation),
@@ -210,7 +211,8 @@ _CANCEL = text(
 ).bindparams(bindparam("plan_ids", type_=ARRAY(BIGINT)))
 
 # Only started executions count as attempts: a claim whose message was lost or never reached a
-# worker goes back to AVAILABLE as often as it takes.
+# worker goes back to AVAILABLE as often as it takes. A fanned-out run has no lease (its chunks
+# have theirs), so it is never reaped here.
 _REAP = text(
     """
     UPDATE plan_check_run r SET
@@ -230,28 +232,28 @@ _REAP = text(
     """
 )
 
-_START_CHUNK = text(
+_GET = text(
     """
-    INSERT INTO plan_check_chunk (token, chunk, run_id, worker)
-    SELECT token, :chunk, id, :worker FROM plan_check_run
-    WHERE id = :id AND token = :token AND status = 'RUNNING' AND started_at IS NOT NULL
-    ON CONFLICT (token, chunk) DO NOTHING
-    RETURNING run_id
+    SELECT id, plan_id, status, result, attempt, generation, plan_version, worker, targets_total, targets_done,
+           fanned_out, created_at, claimed_at, started_at, finished_at, token
+    FROM plan_check_run WHERE plan_id = :plan_id
     """
 )
 
-_RUNNING = text(
+# The partial results of a fanned-out run's unfinished chunks (a finished chunk's are in the run row).
+_CHUNKS_IN_FLIGHT = text(
     """
-    SELECT id, plan_id, token, attempt, generation, plan_version FROM plan_check_run
-    WHERE id = :id AND token = :token AND status = 'RUNNING'
+    SELECT coalesce(jsonb_agg(result ORDER BY chunk), '[]'::jsonb) AS results, coalesce(sum(done), 0) AS done
+    FROM (SELECT chunk, targets_done AS done, jsonb_array_elements(results) AS result
+          FROM plan_check_chunk WHERE run_id = :run_id AND run_token = :token) AS piece
     """
 )
 
-_FINISH_CHUNK = text("UPDATE plan_check_chunk SET finished_at = now() WHERE token = :token AND chunk = :chunk")
-
-_RUN_COLUMNS = (
-    "id, plan_id, status, result, attempt, generation, plan_version, worker, targets_total, targets_done, "
-    "created_at, claimed_at, started_at, finished_at"
+_ATTEMPTS = text(
+    """
+    SELECT generation, attempt, chunk, worker, claimed_at, started_at, finished_at, outcome
+    FROM plan_check_attempt WHERE run_id = :run_id ORDER BY id
+    """
 )
 
 
@@ -266,15 +268,6 @@ def create(conn: Connection, plan_id: int, plan_version: int) -> int:
     return int(run_id)
 
 
-def claim(conn: Connection, batch: int, lease_seconds: float, cap: int | None = None) -> list[Claimed]:
-    """Move up to `batch` of the oldest AVAILABLE runs to RUNNING, each with a new token and lease,
-    while fewer than `cap` (default: `batch`) claimed runs wait to start; `attempt` counts the
-    executions started before."""
-    params = {"batch": batch, "cap": batch if cap is None else cap, "lease": lease_seconds}
-    rows = conn.execute(_CLAIM, params).all()
-    return [Claimed(row.id, row.plan_id, row.token, row.attempt) for row in rows]
-
-
 def start(conn: Connection, run_id: int, token: uuid.UUID | str, worker: str, lease_seconds: float) -> Started | None:
     """Win the run for this delivery, or return None: only the first delivery of a claim's token starts."""
     row = conn.execute(
@@ -283,19 +276,6 @@ def start(conn: Connection, run_id: int, token: uuid.UUID | str, worker: str, le
     if row is None:
         return None
     return Started(row.id, row.plan_id, row.token, row.attempt, row.generation, row.plan_version)
-
-
-def start_chunk(conn: Connection, run_id: int, token: uuid.UUID | str, chunk: int, worker: str) -> Started | None:
-    """Win one chunk of a fanned-out run: only its first delivery under the run's token executes."""
-    params = {"id": run_id, "token": str(token), "chunk": chunk, "worker": worker}
-    if conn.execute(_START_CHUNK, params).one_or_none() is None:
-        return None
-    row = conn.execute(_RUNNING, {"id": run_id, "token": str(token)}).one()
-    return Started(row.id, row.plan_id, row.token, row.attempt, row.generation, row.plan_version)
-
-
-def finish_chunk(conn: Connection, token: uuid.UUID | str, chunk: int) -> None:
-    conn.execute(_FINISH_CHUNK, {"token": str(token), "chunk": chunk})
 
 
 def heartbeat(conn: Connection, run_id: int, token: uuid.UUID | str, lease_seconds: float) -> bool:
@@ -307,6 +287,15 @@ def heartbeat(conn: Connection, run_id: int, token: uuid.UUID | str, lease_secon
 def set_targets_total(conn: Connection, run_id: int, token: uuid.UUID | str, total: int, lease_seconds: float) -> bool:
     params = {"id": run_id, "token": str(token), "total": total, "lease": lease_seconds}
     return conn.execute(_SET_TOTAL, params).one_or_none() is not None
+
+
+def fan_out(conn: Connection, run_id: int, token: uuid.UUID | str, chunks: Sequence[Sequence[tuple[str, str]]]) -> bool:
+    """Split the run into chunks of (target, sheet) pairs, stored here and claimable at once; the run
+    keeps its token but no lease. False when the token lost."""
+    total = sum(len(chunk) for chunk in chunks)
+    pieces = [[list(pair) for pair in chunk] for chunk in chunks]
+    rows = conn.execute(_FAN_OUT, {"id": run_id, "token": str(token), "total": total, "chunks": pieces}).all()
+    return len(rows) == len(chunks) > 0
 
 
 def add_results(
@@ -354,29 +343,18 @@ def reap(conn: Connection, max_attempts: int, batch: int) -> list[Reaped]:
 
 
 def get(conn: Connection, plan_id: int) -> RunView | None:
-    row = conn.execute(
-        text(f"SELECT {_RUN_COLUMNS} FROM plan_check_run WHERE plan_id = :p"), {"p": plan_id}
-    ).one_or_none()
-    return None if row is None else RunView(**row._asdict())
-
-
-def list_runs(conn: Connection, status: str | None = None, limit: int = 100) -> list[RunView]:
-    rows = conn.execute(
-        text(
-            f"SELECT {_RUN_COLUMNS} FROM plan_check_run WHERE (CAST(:status AS text) IS NULL OR status = :status) "
-            "ORDER BY id DESC LIMIT :limit"
-        ),
-        {"status": status, "limit": limit},
-    ).all()
-    return [RunView(**row._asdict()) for row in rows]
+    row = conn.execute(_GET, {"plan_id": plan_id}).one_or_none()
+    if row is None:
+        return None
+    fields = row._asdict()
+    token = fields.pop("token")
+    if row.fanned_out and row.status == "RUNNING":
+        in_flight = conn.execute(_CHUNKS_IN_FLIGHT, {"run_id": row.id, "token": token}).one()
+        results = [*row.result.get("results", []), *in_flight.results]
+        fields["result"] = {**row.result, "results": results}
+        fields["targets_done"] = row.targets_done + int(in_flight.done)
+    return RunView(**fields)
 
 
 def attempts(conn: Connection, run_id: int) -> list[AttemptView]:
-    rows = conn.execute(
-        text(
-            "SELECT generation, attempt, worker, claimed_at, started_at, finished_at, outcome "
-            "FROM plan_check_attempt WHERE run_id = :r ORDER BY id"
-        ),
-        {"r": run_id},
-    ).all()
-    return [AttemptView(**row._asdict()) for row in rows]
+    return [AttemptView(**row._asdict()) for row in conn.execute(_ATTEMPTS, {"run_id": run_id})]

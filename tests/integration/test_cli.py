@@ -170,18 +170,18 @@ def test_issue_approval_and_rollout(
 def test_unfinished_checks_exit_2_and_cancel(
     plancheck_env: dict[str, str], target: str, api: Plancheck, tmp_path: Path
 ) -> None:
-    """No worker runs: the run is claimed at create (its message waits in the broker) but never starts,
-    and stays so until cancelled."""
+    """No worker runs: no slot is free, so nothing claims the run (no message waits in the broker for
+    a lease to lapse); it stays AVAILABLE until cancelled."""
     plan_id = ok(plancheck_env, "plan", "create", "shop", "--sql", sql_file(tmp_path, CLEAN_SQL.encode()),
                  "--target", target).strip()
     assert int(plan_id) > 0
 
     now = cli(plancheck_env, "plan", "checks", plan_id)
     assert now.returncode == 2 and "--wait" in now.stderr
-    assert "RUNNING (claimed, waiting for a worker)" in now.stdout
+    assert "AVAILABLE (waiting for a free worker slot)" in now.stdout
     waited = cli(plancheck_env, "plan", "checks", plan_id, "--wait", "--timeout", "1", "--json")
     assert waited.returncode == 2
-    assert (json.loads(waited.stdout)["status"], json.loads(waited.stdout)["attempts"]) == ("RUNNING", [])
+    assert (json.loads(waited.stdout)["status"], json.loads(waited.stdout)["attempts"]) == ("AVAILABLE", [])
 
     assert ok_json(plancheck_env, "plan", "cancel", plan_id) == {"canceled": [int(plan_id)], "not_running": []}
     canceled = cli(plancheck_env, "plan", "checks", plan_id, "--json")
@@ -247,7 +247,7 @@ def test_bad_catalog_requests(plancheck_env: dict[str, str], api: Plancheck, tmp
 
 def test_bad_settings_and_unreachable_database(plancheck_env: dict[str, str]) -> None:
     for bad in ({"PLANCHECK_DATABASE_URL": "mysql://x"}, {"PLANCHECK_DATABASE_URL": "not a url"},
-                {"PLANCHECK_LEASE_SECONDS": "soon"}, {"PLANCHECK_BROKER_URL": "amqp://x"}):
+                {"PLANCHECK_LEASE_SECONDS": "soon"}, {"PLANCHECK_BROKER_URL": "kafka://x"}):
         assert_one_line_error(cli({**plancheck_env, **bad}, "plan", "checks", "1"), next(iter(bad)))
 
     password_url = make_url("postgresql+psycopg://someone:hunter2@127.0.0.1:1/nothing")

@@ -71,10 +71,10 @@ def _listed_workers(client: FlowerClient) -> list[str]:
         return []
 
 
-def _send_claim(broker_url: str) -> None:
-    """What `plancheck plan create` does after storing a run: ask for a claim now."""
+def _send_claim(broker_url: str, queue: str) -> None:
+    """Ask a worker for a claim now (beat runs its claims in its own process, which Flower does not see)."""
     with app.connection_for_write(broker_url) as connection:
-        app.send_task("plancheck.claim", connection=connection)
+        app.send_task("plancheck.claim", connection=connection, queue=queue)
 
 
 def test_flower_lists_plancheck_tasks(
@@ -94,7 +94,7 @@ def test_flower_lists_plancheck_tasks(
     # Runs of plans that do not exist: each is claimed, run, and ends FAILED ("plan not found").
     with engine.begin() as conn:
         run_ids = {runs.create(conn, plan_id, 1) for plan_id in (101, 102)}
-    _send_claim(plancheck_env["PLANCHECK_BROKER_URL"])
+    _send_claim(plancheck_env["PLANCHECK_BROKER_URL"], plancheck_env["PLANCHECK_QUEUE"])
 
     def finished_runs() -> list[dict[str, Any]]:
         return [task for task in client.get("/api/tasks").values()

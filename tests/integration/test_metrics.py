@@ -18,6 +18,7 @@ from plancheck.metrics import registry_for
 from plancheck.store import metrics as queries
 from plancheck.store import runs
 from plancheck.store.metrics import HISTOGRAM_BOUNDS, probe_engine
+from tests.integration.helpers import claim_directly
 from tests.processes import REPO_ROOT, wait_for
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -25,7 +26,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def _finish(engine: Engine, status: str) -> None:
     with engine.begin() as conn:
-        (claimed,) = runs.claim(conn, 1, 60)
+        (claimed,) = claim_directly(conn, 1, 60)
         assert runs.start(conn, claimed.id, claimed.token, "w1", 60)
         assert runs.finish(conn, claimed.id, claimed.token, status)
 
@@ -38,12 +39,12 @@ def make_known_runs(engine: Engine) -> None:
     for status in ("DONE", "DONE", "DONE", "FAILED"):
         _finish(engine, status)
     with engine.begin() as conn:  # started with a lease that has already expired
-        (claimed,) = runs.claim(conn, 1, 60)
+        (claimed,) = claim_directly(conn, 1, 60)
         assert runs.start(conn, claimed.id, claimed.token, "w2", 0)
     with engine.begin() as conn:
         assert [item.status for item in runs.reap(conn, max_attempts=3, batch=10)] == ["AVAILABLE"]
     with engine.begin() as conn:  # the reaped run, oldest AVAILABLE, is claimed again and left running
-        (claimed,) = runs.claim(conn, 1, 60)
+        (claimed,) = claim_directly(conn, 1, 60)
         assert runs.start(conn, claimed.id, claimed.token, "w1", 60)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from plancheck.api import Plancheck
 from plancheck.settings import load_settings
 from plancheck.store import catalog, followups, runs
-from tests.integration.helpers import TargetDatabase, hold_lock, make_target, register_target
+from tests.integration.helpers import TargetDatabase, claim_directly, hold_lock, make_target, register_target
 from tests.processes import Cluster, Process, plancheck_env, wait_for
 from tests.processes import cluster as make_cluster
 
@@ -80,8 +80,8 @@ def test_killed_worker_run_returns_after_the_lease_and_ends_done_elsewhere(
         lock.rollback()
         lock.close()
     assert api.checks(plan_id).status == "RUNNING"  # nobody else knows yet: PostgreSQL holds the lease
-    w2 = cluster.worker("w2")
-    cluster.beat("b1")
+    cluster.worker("w2")
+    b1 = cluster.beat("b1")
     _wait_status(api, plan_id, ("DONE",))
 
     checks = api.checks(plan_id)
@@ -92,7 +92,7 @@ def test_killed_worker_run_returns_after_the_lease_and_ends_done_elsewhere(
     assert (lost["finished_at"] - killed_at).total_seconds() >= lease - api.settings.heartbeat_seconds - 0.1
     assert done["claimed_at"] >= lost["finished_at"]
     reaped = f"reaped run_id={_run_id(api, plan_id)} plan_id={plan_id} attempt=1 status=AVAILABLE"
-    assert reaped in w2.log()
+    assert reaped in b1.log()  # beat reaps, in its own process
     assert checks.targets_done == checks.targets_total == 1
 
 
@@ -120,7 +120,7 @@ def test_attempts_exhausted_ends_failed_with_the_attempts_listed(
             second = running.worker("w2")
             wait_for(lambda: len(api.checks(plan_id).attempts) == 2, 60, 0.05, "attempt 2 started on w2")
             _kill(second)
-            running.worker("w3")  # only reaps: there is no attempt left to claim
+            running.worker("w3")  # beat reaps: there is no attempt left to claim
             _wait_status(api, plan_id, ("FAILED",))
             time.sleep(1)  # a further claim or reap must change nothing
     finally:
@@ -144,16 +144,16 @@ def test_never_started_claims_are_no_attempts(
     api = Plancheck(load_settings(env))
     plan_id = _stored_plan(api, target)
     with api.engine.begin() as conn:
-        (claimed,) = runs.claim(conn, 1, 2)  # claimed, but no run message is ever sent
+        (claimed,) = claim_directly(conn, 1, 2)  # claimed, but no run message is ever sent
     assert claimed.attempt == 0
     with make_cluster(env, tmp_path) as running:
-        worker = running.worker("w1")
-        running.beat("b1")
+        running.worker("w1")
+        beat = running.beat("b1")
         _wait_status(api, plan_id, ("DONE", "FAILED"), timeout=30)
     checks = api.checks(plan_id)
     assert (checks.status, checks.reason) == ("DONE", None)
     assert _attempts(api, plan_id) == [(1, "DONE", "w1")]
-    assert f"reaped run_id={claimed.id} plan_id={plan_id} attempt=0 status=AVAILABLE" in worker.log()
+    assert f"reaped run_id={claimed.id} plan_id={plan_id} attempt=0 status=AVAILABLE" in beat.log()
 
 
 # -- graceful shutdown --------------------------------------------------------------------------------
@@ -262,7 +262,7 @@ def _finish_done_without_relay(
         "report": {"statement_types": {"SELECT": 1}, "affected_rows": 1},
     }
     with api.engine.begin() as conn:
-        (claimed,) = runs.claim(conn, 1, 60)
+        (claimed,) = claim_directly(conn, 1, 60)
         assert claimed.plan_id == plan_id
         assert runs.start(conn, claimed.id, claimed.token, "ghost@test", 60) is not None
         assert runs.set_targets_total(conn, claimed.id, claimed.token, 1, 60)

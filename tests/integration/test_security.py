@@ -24,7 +24,8 @@ from plancheck.embedded import free_port
 from plancheck.errors import InvalidInput
 from plancheck.scheduler.tasks import run as run_task
 from plancheck.store import catalog, runs
-from tests.integration.helpers import TargetDatabase, make_target, register_target
+from plancheck.store.claims import ClaimedRun
+from tests.integration.helpers import TargetDatabase, claim_directly, make_target, register_target
 from tests.processes import Cluster, wait_for
 
 FAST_SQL = "SELECT id FROM items WHERE id = 1;\n"
@@ -37,14 +38,14 @@ def target(api: Plancheck, create_database: Callable[[str], str]) -> TargetDatab
     return register_target(api, url, name)
 
 
-def _stored_claimed_run(api: Plancheck, target: TargetDatabase) -> runs.Claimed:
+def _stored_claimed_run(api: Plancheck, target: TargetDatabase) -> ClaimedRun:
     """A plan whose run is claimed (token known to the test), no message sent for it."""
     with api.engine.begin() as conn:
         project = catalog.get_project(conn, "shop")
         sheet = catalog.put_sheet(conn, FAST_SQL)
         plan_id = catalog.create_plan(conn, project.id, "p", [{"targets": [target.target], "sheet": sheet}])
         runs.create(conn, plan_id, 1)
-        (claimed,) = runs.claim(conn, 1, 600)
+        (claimed,) = claim_directly(conn, 1, 600)
     return claimed
 
 
@@ -78,7 +79,7 @@ def test_worker_refuses_a_pickled_message(
                                                     "chord": None, "payload": _CreatesMarker(marker)})
     with Connection(api.settings.broker_url) as conn:
         conn.Producer().publish(
-            pickle.dumps(body), exchange="", routing_key="celery",
+            pickle.dumps(body), exchange="", routing_key=api.settings.queue,
             content_type="application/x-python-serialize", content_encoding="binary",
             headers=_celery_headers(task_id, repr((claimed.id, str(claimed.token)))),
         )
@@ -91,11 +92,11 @@ def test_worker_refuses_a_pickled_message(
         assert run is not None and run.status == "RUNNING" and run.started_at is None
         assert runs.attempts(conn, claimed.id) == []
     with Connection(api.settings.broker_url) as conn:  # the message was consumed, not left to come back
-        assert conn.default_channel.client.llen("celery") == 0
+        assert conn.default_channel.client.llen(api.settings.queue) == 0
 
     # Control: the same run sent as JSON executes, so the pickled one was refused for its content type only.
     with run_task.app.connection_for_write(api.settings.broker_url) as connection:
-        run_task.apply_async((claimed.id, str(claimed.token)), connection=connection)
+        run_task.apply_async((claimed.id, str(claimed.token)), connection=connection, queue=api.settings.queue)
     wait_for(lambda: api.checks(claimed.plan_id).status == "DONE", 60, message="JSON run DONE")
     assert not marker.exists()
 

@@ -5,18 +5,28 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 
-from plancheck.store import runs
+from plancheck.store import claims, runs, workers
+from plancheck.store.claims import ClaimedRun
+from tests.integration.helpers import claim_directly
+
+STALE = 60.0
 
 
 @pytest.fixture
-def engine(metadata_url: str) -> Engine:
+def engine(metadata_url: str) -> Iterator[Engine]:
     engine = create_engine(metadata_url, pool_size=10)
     yield engine
     engine.dispose()
+
+
+def _slots(engine: Engine, slots: int, name: str = "w1@test") -> None:
+    with engine.begin() as conn:
+        workers.record(conn, name, slots)
 
 
 def _new_runs(engine: Engine, count: int, first_plan: int = 1) -> list[int]:
@@ -24,13 +34,17 @@ def _new_runs(engine: Engine, count: int, first_plan: int = 1) -> list[int]:
         return [runs.create(conn, plan_id, 1) for plan_id in range(first_plan, first_plan + count)]
 
 
-def _claim_one(engine: Engine, lease: float = 30) -> runs.Claimed:
+def _claim(conn: Connection, batch: int, lease: float = 30) -> list[ClaimedRun]:
+    return claims.claim(conn, batch, lease, STALE).runs
+
+
+def _claim_one(engine: Engine, lease: float = 30) -> ClaimedRun:
     with engine.begin() as conn:
-        (claimed,) = runs.claim(conn, 1, lease)
+        (claimed,) = claim_directly(conn, 1, lease)
     return claimed
 
 
-def _start(engine: Engine, claimed: runs.Claimed, worker: str = "w") -> runs.Started | None:
+def _start(engine: Engine, claimed: ClaimedRun, worker: str = "w") -> runs.Started | None:
     with engine.begin() as conn:
         return runs.start(conn, claimed.id, claimed.token, worker, 30)
 
@@ -42,32 +56,61 @@ def _status(engine: Engine, plan_id: int) -> str:
     return run.status
 
 
-def test_get_and_list_runs(engine: Engine) -> None:
+def test_get_run(engine: Engine) -> None:
     _new_runs(engine, 3)
     _claim_one(engine)
     with engine.connect() as conn:
-        assert [run.plan_id for run in runs.list_runs(conn)] == [3, 2, 1]
-        assert [run.plan_id for run in runs.list_runs(conn, status="RUNNING")] == [1]
-        assert [run.plan_id for run in runs.list_runs(conn, status="AVAILABLE", limit=1)] == [3]
-        run = runs.get(conn, 2)
-        assert run is not None and (run.status, run.generation, run.attempt) == ("AVAILABLE", 1, 0)
+        first, second = runs.get(conn, 1), runs.get(conn, 2)
         assert runs.get(conn, 99) is None
+    assert first is not None and first.status == "RUNNING"
+    assert second is not None and (second.status, second.generation, second.attempt) == ("AVAILABLE", 1, 0)
 
 
 def test_claim_takes_oldest_first_and_bounded(engine: Engine) -> None:
     ids = _new_runs(engine, 5)
+    _slots(engine, 100)
     with engine.begin() as conn:
-        first = runs.claim(conn, 2, 30)
-        second = runs.claim(conn, 10, 30)
-        third = runs.claim(conn, 10, 30)
+        first = _claim(conn, 2)
+        second = _claim(conn, 10)
+        third = _claim(conn, 10)
     assert [c.id for c in first] == ids[:2]
     assert sorted(c.id for c in second) == ids[2:]
     assert third == []
     assert all(c.attempt == 0 for c in first + second)
 
 
+def test_claims_never_exceed_the_free_slots(engine: Engine) -> None:
+    """A claimed run holds a slot from its claim to its end; nothing is claimed for a slot that is
+    not free, so no run message waits behind busy workers."""
+    _new_runs(engine, 10)
+    with engine.begin() as conn:
+        assert _claim(conn, 10) == []  # no live worker: nothing to send work to
+    _slots(engine, 3, "w1@test")
+    _slots(engine, 1, "w2@test")
+    with engine.begin() as conn:
+        first = _claim(conn, 10)
+        assert [c.id for c in first] == [1, 2, 3, 4]
+        assert _claim(conn, 10) == []
+        started = runs.start(conn, first[0].id, first[0].token, "w", 30)
+        assert started is not None and _claim(conn, 10) == []  # started work still holds its slot
+        assert runs.finish(conn, started.id, started.token, "DONE")
+        assert [c.id for c in _claim(conn, 10)] == [5]
+        workers.forget(conn, "w1@test")
+        assert _claim(conn, 10) == []  # 3 claimed runs now exceed the one live slot
+
+
+def test_slots_of_a_silent_worker_stop_counting(engine: Engine) -> None:
+    _new_runs(engine, 2)
+    _slots(engine, 2)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE worker_slots SET last_seen = now() - interval '2 minutes'"))
+        assert claims.claim(conn, 10, 30, stale_seconds=60).runs == []
+        assert len(claims.claim(conn, 10, 30, stale_seconds=600).runs) == 2
+
+
 def test_concurrent_claimers_never_share_a_row(engine: Engine) -> None:
     _new_runs(engine, 400)
+    _slots(engine, 1000)
     claimed: list[int] = []
     lock = threading.Lock()
     barrier = threading.Barrier(8)
@@ -76,9 +119,7 @@ def test_concurrent_claimers_never_share_a_row(engine: Engine) -> None:
         barrier.wait()
         while True:
             with engine.begin() as conn:
-                batch = runs.claim(conn, 7, 30)
-                for item in batch:  # start them, as workers would, so the backpressure window moves on
-                    assert runs.start(conn, item.id, item.token, "w", 30) is not None
+                batch = _claim(conn, 7)
             if not batch:
                 return
             with lock:
@@ -91,6 +132,29 @@ def test_concurrent_claimers_never_share_a_row(engine: Engine) -> None:
         thread.join()
     assert len(claimed) == 400
     assert max(Counter(claimed).values()) == 1
+
+
+def test_concurrent_claimers_never_exceed_the_slots(engine: Engine) -> None:
+    """Eight claimers at once against 10 free slots: the claim lock makes them count one after the
+    other, so 10 runs are claimed in all, not 8 × 7."""
+    _new_runs(engine, 100)
+    _slots(engine, 10)
+    barrier = threading.Barrier(8)
+    totals: list[int] = []
+
+    def claimer() -> None:
+        barrier.wait()
+        with engine.begin() as conn:
+            totals.append(len(_claim(conn, 7)))
+
+    threads = [threading.Thread(target=claimer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(totals) == 10, totals
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM plan_check_run WHERE status = 'RUNNING'")).scalar_one() == 10
 
 
 def test_only_the_first_delivery_starts(engine: Engine) -> None:
@@ -182,26 +246,16 @@ def test_a_claim_that_never_started_is_not_an_attempt(engine: Engine) -> None:
         assert (reaped.status, reaped.attempt) == ("AVAILABLE", 0)
 
 
-def test_claims_wait_while_a_batch_is_unstarted(engine: Engine) -> None:
-    """Backpressure: at most `batch` runs wait claimed but unstarted, so messages never queue for long."""
-    _new_runs(engine, 10)
+def test_a_finishing_run_hands_its_slot_on(engine: Engine) -> None:
+    """The transaction that ends a run claims work for the slot it frees, and no more."""
+    _new_runs(engine, 5)
+    _slots(engine, 2)
     with engine.begin() as conn:
-        first = runs.claim(conn, 4, 30)
-        assert runs.claim(conn, 4, 30) == []
-        runs.start(conn, first[0].id, first[0].token, "w", 30)
-        assert [c.id for c in runs.claim(conn, 4, 30)] == [5]
-
-
-def test_a_hand_on_claim_takes_one_while_the_window_has_room(engine: Engine) -> None:
-    """A finishing run claims one more while fewer than the cap wait unstarted: the pipeline stays
-    full at the cap instead of draining to one message at a time."""
-    _new_runs(engine, 10)
-    with engine.begin() as conn:
-        assert len(runs.claim(conn, 4, 30)) == 4
-        assert runs.claim(conn, 1, 30) == []  # cap = batch = 1: four already wait
-        assert [c.id for c in runs.claim(conn, 1, 30, cap=6)] == [5]
-        assert [c.id for c in runs.claim(conn, 3, 30, cap=6)] == [6]  # never past the cap
-        assert runs.claim(conn, 1, 30, cap=6) == []
+        first, second = _claim(conn, 10)
+        started = runs.start(conn, first.id, first.token, "w", 30)
+        assert started is not None
+        assert runs.finish(conn, started.id, started.token, "DONE")
+        assert [c.id for c in _claim(conn, 10)] == [3]
 
 
 def test_live_lease_is_not_reaped(engine: Engine) -> None:
@@ -212,8 +266,8 @@ def test_live_lease_is_not_reaped(engine: Engine) -> None:
 
 
 def test_claim_uses_the_claimable_index_after_analyze(engine: Engine) -> None:
-    """DESIGN invariant 2: even when statistics see many AVAILABLE rows and the oldest rows are
-    finished or running, the claim walks the partial index of claimable rows."""
+    """Even when statistics see many AVAILABLE rows and the oldest rows are finished or running,
+    the claim walks the partial index of claimable rows."""
     with engine.begin() as conn:
         conn.execute(
             text(

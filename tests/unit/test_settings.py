@@ -88,7 +88,7 @@ def test_libpq_urls_get_the_psycopg_driver(url: str, expected: str) -> None:
         ("PLANCHECK_DATABASE_URL", "mysql://u@h/d"),
         ("PLANCHECK_DATABASE_URL", "sqlite:///plancheck.db"),
         ("PLANCHECK_DATABASE_URL", "not a url"),
-        ("PLANCHECK_BROKER_URL", "amqp://guest@rabbit//"),
+        ("PLANCHECK_BROKER_URL", "kafka://broker:9092"),
         ("PLANCHECK_BROKER_URL", "not a url"),
         ("PLANCHECK_LOG_FORMAT", "xml"),
     ],
