@@ -5,16 +5,17 @@ holds every status, so there is no result backend: the broker (Redis or RabbitMQ
 messages only.
 """
 
+from plancheck.scheduler.transport import transport_for
 from plancheck.settings import REDIS_SCHEMES, load_settings
 
 _settings = load_settings()
 
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True
+# For Redis, kombu's transport except that a malformed queue item is dropped instead of stopping
+# the worker (plancheck/scheduler/guard.py).
+broker_transport = transport_for(broker_url)
 if broker_url.startswith(REDIS_SCHEMES):
-    # kombu's Redis transport, except that a malformed queue item is dropped instead of stopping
-    # the worker (plancheck/scheduler/guard.py).
-    broker_transport = "plancheck.scheduler.guard:RedisTransport"
     # Messages of a worker killed without acking come back after this long; the reaper is faster.
     broker_transport_options = {"visibility_timeout": 3600}
 # Oversized and undecodable messages are dropped with one short log line, on any broker.

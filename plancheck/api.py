@@ -284,9 +284,9 @@ class Plancheck:
     def _broker_connection(self) -> kombu.Connection:
         connection: kombu.Connection | None = getattr(self._local, "broker", None)
         if connection is None:
-            from plancheck.scheduler.app import app
+            from plancheck.scheduler.app import broker_connection
 
-            connection = app.connection_for_write(self.settings.broker_url)
+            connection = broker_connection(self.settings.broker_url)
             self._local.broker = connection = connection.ensure_connection(max_retries=0)
         return connection
 

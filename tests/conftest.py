@@ -1,6 +1,8 @@
 """Test servers: real PostgreSQL and Redis, from PLANCHECK_TEST_* URLs or started embedded.
 
-Every test run gets its own databases (created here, dropped at the end) and its own Redis database.
+Every test run gets its own databases (created here, dropped at the end) and its own Redis database;
+every test its own broker queue. With PLANCHECK_TEST_BROKER_URL=amqp://… the plancheck processes of
+the tests use that RabbitMQ instead of Redis (tests of Redis itself are skipped then, saying so).
 """
 
 from __future__ import annotations
@@ -75,6 +77,20 @@ def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def broker_url(redis_server_url: str) -> str:
+    """The broker plancheck's processes use: PLANCHECK_TEST_BROKER_URL (e.g. RabbitMQ), else the Redis."""
+    return os.environ.get("PLANCHECK_TEST_BROKER_URL") or redis_server_url
+
+
+@pytest.fixture
+def redis_broker(broker_url: str) -> str:
+    """For tests of Redis behaviour itself (queue items, restarts): the broker, which must be Redis."""
+    if not broker_url.startswith("redis"):
+        pytest.skip(f"needs the Redis broker; this pass runs on {broker_url.split(':', 1)[0]}")
+    return broker_url
+
+
 @pytest.fixture
 def metadata_url(create_database: Callable[[str], str]) -> str:
     """A fresh metadata database migrated to head."""
@@ -86,11 +102,14 @@ def metadata_url(create_database: Callable[[str], str]) -> str:
 
 
 @pytest.fixture
-def plancheck_env(metadata_url: str, redis_server_url: str) -> dict[str, str]:
-    """Environment for plancheck processes (workers, beats, CLI) of one test."""
+def plancheck_env(metadata_url: str, broker_url: str) -> Iterator[dict[str, str]]:
+    """Environment for plancheck processes (workers, beats, CLI) of one test; its queue is removed after."""
+    from tests.processes import delete_queue
     from tests.processes import plancheck_env as make_env
 
-    return make_env(metadata_url, redis_server_url)
+    env = make_env(metadata_url, broker_url)
+    yield env
+    delete_queue(broker_url, env["PLANCHECK_QUEUE"])
 
 
 @pytest.fixture

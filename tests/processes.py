@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from kombu import Connection
+
 from plancheck.processes import CeleryProcess, Cluster, isolated_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +40,20 @@ def cluster(env: dict[str, str], log_dir: Path) -> Iterator[Cluster]:
         yield running
     finally:
         running.stop_all()
+
+
+def queued_messages(broker_url: str, queue: str) -> int:
+    """Messages waiting in `queue` (not reserved by a worker), on Redis or RabbitMQ alike."""
+    with Connection(broker_url) as connection:
+        return int(connection.default_channel.queue_declare(queue, passive=True).message_count)
+
+
+def delete_queue(broker_url: str, queue: str) -> None:
+    """Remove a test's queue (and its exchange) from the broker: RabbitMQ keeps durable ones forever."""
+    with Connection(broker_url) as connection:
+        channel = connection.default_channel
+        channel.queue_delete(queue)
+        channel.exchange_delete(queue)
 
 
 def wait_for(condition, timeout: float, interval: float = 0.1, message: str = "condition") -> None:  # type: ignore[no-untyped-def]

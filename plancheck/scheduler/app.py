@@ -7,13 +7,21 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import after_setup_logger
+from kombu import Connection
 
 from plancheck.logs import JsonFormatter
+from plancheck.scheduler.transport import transport_for
 from plancheck.settings import load_settings
 
 app = Celery("plancheck")
 app.config_from_object("celeryconfig")
 app.steps["worker"].add("plancheck.scheduler.slots:WorkerSlots")
+
+
+def broker_connection(url: str) -> Connection:
+    """A connection to the broker at `url` with plancheck's transport for it, whatever broker this
+    process's own configuration names (dev mode and tests address other brokers than their env's)."""
+    return app.connection_for_write(url, transport=transport_for(url))
 
 
 @after_setup_logger.connect

@@ -9,8 +9,11 @@ places needed guarding:
   ("Unrecoverable error"), with no hook to intercept it (celery/celery#4308, celery/kombu#2421).
   `RedisTransport` drops such items, and envelopes without the shape kombu expects.
 * Celery's consumer logs an undecodable message's headers in full, and passes any size on; a 98 MB
-  item wrote 126 MB of log. `Consumer` refuses messages over `MAX_MESSAGE_BYTES` before anything
-  is decoded or logged, and logs decode errors by size and type only. This part covers RabbitMQ too.
+  item wrote 126 MB of log. And a message naming an unknown task without an `id` header raised out
+  of its handler, so the consumer reconnected, restored the message and met it again, for ever.
+  `Consumer` refuses messages over `MAX_MESSAGE_BYTES` before anything is decoded or logged, and
+  drops undecodable, unknown and invalid messages with a line giving their size and kind only.
+  This part covers RabbitMQ too.
 
 celeryconfig.py selects both (`broker_transport` for redis URLs, `worker_consumer`).
 """
@@ -104,16 +107,25 @@ class Consumer(CeleryConsumer):
         def on_task_received(message: Any) -> Any:
             size = len(message.body or b"") + _size(message.headers)
             if size > MAX_MESSAGE_BYTES:
-                _dropped(str(message.delivery_info.get("routing_key", "?")), "oversized", size)
-                message.ack()
+                self._drop(message, f"larger than {MAX_MESSAGE_BYTES:,} bytes")
                 return None
             return handle(message)
 
         return on_task_received
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
-        log.warning(
-            "dropped a message that cannot be decoded: %s (content type %.40r, %d bytes)",
-            type(exc).__name__, message.content_type, len(message.body or b""),
-        )
-        message.ack()
+        self._drop(message, f"cannot be decoded ({type(exc).__name__}, content type {message.content_type!r:.40})")
+
+    def on_unknown_message(self, body: Any, message: Any) -> None:
+        self._drop(message, "not a task message")
+
+    def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
+        task = (message.headers or {}).get("task") if isinstance(message.headers, Mapping) else None
+        self._drop(message, f"unknown task {task!r:.80}")
+
+    def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
+        self._drop(message, f"invalid task message ({type(exc).__name__})")
+
+    def _drop(self, message: Any, reason: str) -> None:
+        _dropped(str(message.delivery_info.get("routing_key", "?")), reason, len(message.body or b""))
+        message.reject_log_error(log, self.connection_errors)

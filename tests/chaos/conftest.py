@@ -1,8 +1,13 @@
 """Chaos fixtures: the suite's own PostgreSQL and Redis (so it may restart and flush them), target
-databases with real rows, and per test a fresh metadata database, an API and a process cluster."""
+databases with real rows, and per test a fresh metadata database, an API and a process cluster.
+
+A scenario runs on Redis unless it is parametrized (indirectly, through `chaos`) with
+{"broker": "rabbitmq"}: then on the RabbitMQ of PLANCHECK_TEST_AMQP_URL (CI sets it; without it such
+a scenario is skipped, with the reason in the summary)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -23,10 +28,13 @@ from tests.chaos.harness import (
     report_path,
     wait_ready,
 )
-from tests.processes import Process, plancheck_env
+from tests.processes import Process, delete_queue, plancheck_env
 
 TARGET_ROWS = 2000
-TARGET_NAMES = ("chaos_fast", "chaos_slow_a", "chaos_slow_b")
+# The fast target is never locked; the slow ones are, by the scenarios' LockCycler (the first two
+# serve the steady plan stream, all of them the fanned-out plans).
+TARGET_NAMES = ("chaos_fast", *(f"chaos_slow_{letter}" for letter in "abcdefgh"))
+STREAM_SLOW = 2
 INSTANCE = "chaos"
 PROJECT = "shop"
 MAX_ATTEMPTS = "5"  # a run may be hit by several faults in one scenario; stated in the report
@@ -109,7 +117,26 @@ class Chaos:
 
     @property
     def slow_urls(self) -> list[str]:
+        """The slow targets of the plan stream."""
+        return [self.target_urls[name] for name in TARGET_NAMES[1 : 1 + STREAM_SLOW]]
+
+    @property
+    def fanout_urls(self) -> list[str]:
+        """Every slow target: what the fanned-out plans check."""
         return [self.target_urls[name] for name in TARGET_NAMES[1:]]
+
+    @property
+    def broker_url(self) -> str:
+        return self.env["PLANCHECK_BROKER_URL"]
+
+    @property
+    def queue(self) -> str:
+        return self.env["PLANCHECK_QUEUE"]
+
+    @property
+    def on_broker(self) -> str:
+        """A scenario name's suffix: empty on Redis (the default), " (RabbitMQ)" on RabbitMQ."""
+        return "" if self.broker_url.startswith("redis") else " (RabbitMQ)"
 
 
 @pytest.fixture
@@ -126,6 +153,8 @@ def chaos(
     from plancheck.store.db import upgrade
     from tests.integration.helpers import register_target
 
+    overrides = dict(getattr(request, "param", None) or {})
+    broker_url = _broker(overrides.pop("broker", "redis"), chaos_redis)
     chaos_redis.client().flushall()
     meta = f"chaos_meta_{uuid.uuid4().hex[:8]}"
     admin = create_engine(chaos_pg.url(), isolation_level="AUTOCOMMIT")
@@ -134,12 +163,12 @@ def chaos(
     meta_url = chaos_pg.url(meta)
     upgrade(meta_url)
 
-    overrides = getattr(request, "param", None) or {}
-    env = plancheck_env(meta_url, chaos_redis.url, **{"PLANCHECK_MAX_ATTEMPTS": MAX_ATTEMPTS, **overrides})
+    env = plancheck_env(meta_url, broker_url, **{"PLANCHECK_MAX_ATTEMPTS": MAX_ATTEMPTS, **overrides})
     api = Plancheck(load_settings(env))
     for name in TARGET_NAMES:
         register_target(api, chaos_targets[name], name, project=PROJECT, instance=INSTANCE)
-    targets = Targets(fast=f"{INSTANCE}/{TARGET_NAMES[0]}", slow=tuple(f"{INSTANCE}/{n}" for n in TARGET_NAMES[1:]))
+    names = [f"{INSTANCE}/{name}" for name in TARGET_NAMES]
+    targets = Targets(fast=names[0], slow=tuple(names[1 : 1 + STREAM_SLOW]), fanout=tuple(names[1:]))
     cluster = ChaosCluster(env, tmp_path)
     try:
         yield Chaos(chaos_pg, chaos_redis, env, api, cluster, targets, chaos_targets, chaos_report)
@@ -150,3 +179,13 @@ def chaos(
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{meta}" WITH (FORCE)'))
         admin.dispose()
+        delete_queue(broker_url, env["PLANCHECK_QUEUE"])
+
+
+def _broker(kind: str, redis_server: ChaosRedis) -> str:
+    if kind == "redis":
+        return redis_server.url
+    url = os.environ.get("PLANCHECK_TEST_AMQP_URL")
+    if not url:
+        pytest.skip("RabbitMQ scenario: set PLANCHECK_TEST_AMQP_URL=amqp://user:password@host:5672// to run it")
+    return url

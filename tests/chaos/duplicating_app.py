@@ -1,7 +1,7 @@
-"""Test hook (test suite only): the plancheck Celery app, with every `plancheck.run` message published twice.
+"""Test hook (test suite only): the plancheck Celery app, with every run and chunk message published twice.
 
-Run messages come from two places: workers (claim tasks and the runs that hand on to the next) and
-the process that creates plans (dispatch on create). Start workers with
+Those messages come from two places: workers (the work a finishing run or chunk claims, claim tasks)
+and the process that creates plans (dispatch on create). Start workers with
 `celery -A tests.chaos.duplicating_app worker` to duplicate the first, and wrap plan creation in
 `publishing_twice(broker_url)` for the second. Each message reaches the broker twice, with the same
 task id, arguments and token; the second copy carries a header so it is not duplicated again.
@@ -16,27 +16,35 @@ from typing import Any
 from celery.signals import after_task_publish, worker_process_init
 
 from plancheck import app
+from plancheck.scheduler.app import broker_connection
 
 __all__ = ["app", "publishing_twice"]
 
 DUPLICATE_HEADER = "plancheck_chaos_duplicate"
-RUN_TASK = "plancheck.run"
+WORK_TASKS = frozenset({"plancheck.run", "plancheck.run_chunk"})
 
 
 def _publish_again(broker_url: str | None) -> Callable[..., None]:
     """A publish hook sending every run message again, to `broker_url` or to the app's own broker."""
 
-    def hook(sender: str | None = None, body: Any = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
+    def hook(
+        sender: str | None = None,
+        body: Any = None,
+        headers: dict[str, Any] | None = None,
+        routing_key: str | None = None,
+        **_: Any,
+    ) -> None:
         headers = headers or {}
-        if sender != RUN_TASK or headers.get(DUPLICATE_HEADER):
+        if sender not in WORK_TASKS or headers.get(DUPLICATE_HEADER):
             return
         args, kwargs, _embed = body  # task protocol 2: (args, kwargs, embed)
-        again = {"args": args, "kwargs": kwargs, "task_id": headers.get("id"), "headers": {DUPLICATE_HEADER: "1"}}
+        again = {"args": args, "kwargs": kwargs, "task_id": headers.get("id"), "headers": {DUPLICATE_HEADER: "1"},
+                 "queue": routing_key}
         if broker_url is None:
-            app.send_task(RUN_TASK, **again)
+            app.send_task(sender, **again)
         else:
-            with app.connection_for_write(broker_url) as connection:
-                app.send_task(RUN_TASK, connection=connection, **again)
+            with broker_connection(broker_url) as connection:
+                app.send_task(sender, connection=connection, **again)
 
     return hook
 

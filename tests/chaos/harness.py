@@ -7,7 +7,6 @@ PostgreSQL is pgserver's bundled server driven with its own `pg_ctl`, Redis is r
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -119,19 +118,14 @@ class ChaosRedis:
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
 
-    def queued_messages(self) -> int:
-        """Messages waiting in the default queue plus delivered-but-unacked ones."""
+    def queued_messages(self, queue: str) -> int:
+        """Messages waiting in `queue` plus delivered-but-unacked ones."""
         client = self.client()
-        return int(client.llen("celery")) + int(client.hlen("unacked"))
+        return int(client.llen(queue)) + int(client.hlen("unacked"))
 
-    def queued_runs(self) -> int:
-        """`plancheck.run` messages waiting in the default queue (not yet reserved by a worker)."""
-        messages = self.client().lrange("celery", 0, -1)
-        return sum(json.loads(raw).get("headers", {}).get("task") == "plancheck.run" for raw in messages)
-
-    def flushall(self) -> int:
+    def flushall(self, queue: str) -> int:
         """FLUSHALL; returns how many queued or unacked messages were lost with it."""
-        lost = self.queued_messages()
+        lost = self.queued_messages(queue)
         self.client().flushall()
         return lost
 
@@ -244,7 +238,8 @@ def wait_ready(process: Process, timeout: float = 60) -> None:
 @dataclass(frozen=True)
 class Targets:
     fast: str  # never locked
-    slow: tuple[str, ...]  # `items` locked by the LockCycler most of the time
+    slow: tuple[str, ...]  # `items` locked by the LockCycler most of the time: the plan stream's slow plans
+    fanout: tuple[str, ...] = ()  # every slow target: one fanned-out plan's targets
 
 
 class PlanStream(threading.Thread):
@@ -402,17 +397,23 @@ def relay_failures(logs: Iterable[str], limit: int = 3) -> str:
 
 
 _STARTED = re.compile(r"(?<!chunk )\bstarted run_id=(\d+) plan_id=\d+ attempt=(\d+)")
-_REAPED = re.compile(r"\breaped run_id=(\d+) ")
-_IGNORED = re.compile(r"\bignored run_id=(\d+) .*duplicate or stale delivery")
+_CHUNK_STARTED = re.compile(r"\bchunk started run_id=(\d+) plan_id=\d+ attempt=(\d+) worker=\S+ chunk=(\d+)")
+_REAPED = re.compile(r"(?<!chunk )\breaped run_id=(\d+) ")
+_CHUNK_REAPED = re.compile(r"\bchunk reaped run_id=(\d+) ")
+_IGNORED = re.compile(r"\bignored run_id=\d+ .*duplicate or stale delivery")
 
 
 @dataclass
 class InvariantReport:
     runs: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
-    attempts: int = 0
+    attempts: int = 0  # the runs' own executions
+    chunk_attempts: int = 0  # executions of chunks of fanned-out runs
     recovered: int = 0
     lost_attempts: int = 0
+    lost_chunk_attempts: int = 0
+    reaps_in_logs: int = 0  # runs returned by the reaper
+    chunk_reaps_in_logs: int = 0
     duplicates_executed: int = 0
     duplicate_starts_in_logs: int = 0
     ignored_deliveries: int = 0
@@ -431,9 +432,9 @@ def check_invariants(engine: Engine, logs: Iterable[str] = (), plans_with_issue:
 
     * every run is terminal;
     * every DONE run has exactly one DONE attempt of its current generation, and no (run, generation)
-      has more than one DONE attempt;
-    * duplicates executed = (run, generation, attempt) — one claim — started more than once, from the
-      attempt table and, independently, from the workers' `started` log lines: must be 0;
+      has more than one DONE attempt; likewise no chunk of a generation has more than one DONE attempt;
+    * duplicates executed = (run, generation, chunk, attempt) — one claim — started more than once,
+      from the attempt table and, independently, from the workers' `started` log lines: must be 0;
     * no stale overwrite: a DONE run's row carries exactly the started_at, worker and finished_at of its
       DONE attempt (written in the same transactions), one set of results per target and
       targets_done = targets_total = the plan's target count;
@@ -451,7 +452,7 @@ def check_invariants(engine: Engine, logs: Iterable[str] = (), plans_with_issue:
             )
         ).all()
         attempt_rows = conn.execute(
-            text("SELECT run_id, generation, attempt, token, worker, started_at, finished_at, outcome "
+            text("SELECT run_id, generation, attempt, chunk, token, worker, started_at, finished_at, outcome "
                  "FROM plan_check_attempt")
         ).all()
         outbox_rows = conn.execute(text("SELECT kind, plan_id, dedupe_key, payload, delivered_at FROM outbox")).all()
@@ -464,44 +465,57 @@ def check_invariants(engine: Engine, logs: Iterable[str] = (), plans_with_issue:
             )
         ).all()
 
+    run_attempts = [a for a in attempt_rows if a.chunk is None]
+    chunk_attempts = [a for a in attempt_rows if a.chunk is not None]
     report.runs = len(run_rows)
-    report.attempts = len(attempt_rows)
+    report.attempts = len(run_attempts)
+    report.chunk_attempts = len(chunk_attempts)
+    report.lost_chunk_attempts = sum(a.outcome == "LOST" for a in chunk_attempts)
     report.outbox_rows = len(outbox_rows)
     report.rollouts = len(rollouts)
     attempts_by_run: dict[int, list[Any]] = {}
-    for row in attempt_rows:
+    for row in run_attempts:
         attempts_by_run.setdefault(row.run_id, []).append(row)
 
-    claims = Counter((a.run_id, a.generation, a.attempt) for a in attempt_rows)
+    claims = Counter((a.run_id, a.generation, a.chunk, a.attempt) for a in attempt_rows)
     report.duplicates_executed = sum(count - 1 for count in claims.values() if count > 1)
     tokens = Counter(a.token for a in attempt_rows)
     report.duplicates_executed += sum(count - 1 for count in tokens.values() if count > 1)
-    done_per_generation = Counter((a.run_id, a.generation) for a in attempt_rows if a.outcome == "DONE")
-    for (run_id, generation), count in done_per_generation.items():
+    done_per_generation = Counter((a.run_id, a.generation, a.chunk) for a in attempt_rows if a.outcome == "DONE")
+    for (run_id, generation, chunk), count in done_per_generation.items():
         if count > 1:
-            report.fail(f"run {run_id} generation {generation} has {count} DONE attempts")
+            part = "" if chunk is None else f" chunk {chunk}"
+            report.fail(f"run {run_id} generation {generation}{part} has {count} DONE attempts")
 
-    started: Counter[tuple[str, str]] = Counter()
+    started: Counter[tuple[str, ...]] = Counter()
     reaped: set[int] = set()
     for text_ in logs:
         started.update(_STARTED.findall(text_))
-        reaped.update(int(run_id) for run_id in _REAPED.findall(text_))
+        started.update(("chunk", *found) for found in _CHUNK_STARTED.findall(text_))
+        found_reaps = _REAPED.findall(text_)
+        reaped.update(int(run_id) for run_id in found_reaps)
+        report.reaps_in_logs += len(found_reaps)
+        report.chunk_reaps_in_logs += len(_CHUNK_REAPED.findall(text_))
         report.ignored_deliveries += len(_IGNORED.findall(text_))
     report.duplicate_starts_in_logs = sum(count - 1 for count in started.values() if count > 1)
 
+    runs_with_lost_chunks = {a.run_id for a in chunk_attempts if a.outcome == "LOST"}
+    runs_with_open_chunks = {a.run_id for a in chunk_attempts if a.outcome is None}
     expected_outbox: set[str] = set()
     for run in run_rows:
         report.statuses[run.status] += 1
         attempts = attempts_by_run.get(run.id, [])
         # Recovered: an execution was lost (LOST attempt, or more than one started), or the reaper
-        # gave back a claim that never started (its message was lost; such claims leave no attempt).
-        if run.attempt > 1 or any(a.outcome == "LOST" for a in attempts) or run.id in reaped:
+        # gave back a claim that never started (its message was lost; such claims leave no attempt),
+        # or one of its chunks was lost and retried.
+        lost_chunks = run.id in runs_with_lost_chunks
+        if run.attempt > 1 or any(a.outcome == "LOST" for a in attempts) or run.id in reaped or lost_chunks:
             report.recovered += 1
         report.lost_attempts += sum(a.outcome == "LOST" for a in attempts)
         if run.status not in TERMINAL:
             report.fail(f"run {run.id} is {run.status}")
             continue
-        if any(a.outcome is None for a in attempts):
+        if any(a.outcome is None for a in attempts) or run.id in runs_with_open_chunks:
             report.fail(f"run {run.id} is {run.status} but has an open attempt")
         for result in run.result.get("results", []):
             if result.get("status") == "ERROR":

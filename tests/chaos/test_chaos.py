@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 
+import psutil
 import pytest
 from sqlalchemy import text
 
@@ -22,6 +23,7 @@ from tests.chaos.conftest import MAX_ATTEMPTS, PROJECT, Chaos
 from tests.chaos.duplicating_app import publishing_twice
 from tests.chaos.harness import (
     FAST_SQL,
+    SLOW_SQL,
     InvariantReport,
     LockCycler,
     PlanStream,
@@ -31,7 +33,8 @@ from tests.chaos.harness import (
     wait_quiet,
     write_report,
 )
-from tests.processes import wait_for
+from tests.integration.helpers import hold_lock
+from tests.processes import Process, wait_for
 
 pytestmark = pytest.mark.chaos
 
@@ -58,6 +61,11 @@ def _started_count(chaos: Chaos) -> int:
         ).scalar_one())
 
 
+def _capacity_notes(report: InvariantReport) -> str:
+    return (f"chunk executions {report.chunk_attempts}, chunk retries {report.lost_chunk_attempts}, "
+            f"reaps: runs {report.reaps_in_logs}, chunks {report.chunk_reaps_in_logs}")
+
+
 def _conclude(
     chaos: Chaos,
     scenario: str,
@@ -82,6 +90,8 @@ def _conclude(
     report = check_invariants(chaos.engine, chaos.logs(), with_issue)
     details = [f"{dict(report.statuses)}", f"attempts {report.attempts}", f"LOST {report.lost_attempts}",
                f"duplicate deliveries ignored {report.ignored_deliveries}", f"max_attempts {MAX_ATTEMPTS}"]
+    if report.chunk_attempts or report.reaps_in_logs or report.chunk_reaps_in_logs:
+        details.append(_capacity_notes(report))
     if stream is not None:
         details.append(f"issues {len(stream.with_issue)}, rollouts {report.rollouts}")
         if stream.errors:
@@ -103,6 +113,12 @@ def _conclude(
     return report, quiet
 
 
+BROKERS = pytest.mark.parametrize(
+    "chaos", [{"broker": "redis"}, {"broker": "rabbitmq"}], indirect=True, ids=["redis", "rabbitmq"]
+)
+
+
+@BROKERS
 def test_kill_9_worker_mid_check(chaos: Chaos) -> None:
     chaos.start(workers=2, beats=2)
     lock = LockCycler(chaos.slow_urls)
@@ -119,8 +135,8 @@ def test_kill_9_worker_mid_check(chaos: Chaos) -> None:
     assert victims
     chaos.cluster.worker("w3")  # a replacement, as a supervisor would start
 
-    report, _ = _conclude(chaos, "kill -9 a worker mid-check", f"1 worker killed with {len(victims)} checks running",
-                          fault_end, stream, lock)
+    report, _ = _conclude(chaos, f"kill -9 a worker mid-check{chaos.on_broker}",
+                          f"1 worker killed with {len(victims)} checks running", fault_end, stream, lock)
     assert report.statuses == {"DONE": report.runs}
     with chaos.engine.connect() as conn:
         for run_id in victims:
@@ -190,21 +206,17 @@ def test_flushall_and_restart_redis(chaos: Chaos) -> None:
     lock.start()
     stream = PlanStream(chaos.api, chaos.targets, issue_every=ISSUE_EVERY, rate=RATE, duration=8)
     stream.start()
-    wait_for(lambda: _started_count(chaos) >= 3 and chaos.redis.queued_runs() >= 3, timeout=30, interval=0.05,
-             message="checks running and run messages queued")
-    lost_runs = chaos.redis.queued_runs()
-    lost = chaos.redis.flushall()
+    wait_for(lambda: _started_count(chaos) >= 3, timeout=30, interval=0.05, message="checks running")
+    lost = chaos.redis.flushall(chaos.queue)
     old, new = chaos.redis.restart(down_seconds=1.0)
     assert old != new
     fault_end = time.monotonic()
 
     report, _ = _conclude(
         chaos, "FLUSHALL Redis + restart",
-        f"1 flush ({lost} queued/unacked messages lost, {lost_runs}+ of them run messages), 1 restart (1 s down)",
-        fault_end, stream, lock,
+        f"1 flush ({lost} queued/unacked messages lost), 1 restart (1 s down)", fault_end, stream, lock,
     )
     assert report.statuses == {"DONE": report.runs}
-    assert report.recovered >= 1  # at least the runs whose message was flushed came back through the lease
 
 
 def test_restart_postgres_while_workers_busy(chaos: Chaos) -> None:
@@ -225,6 +237,7 @@ def test_restart_postgres_while_workers_busy(chaos: Chaos) -> None:
     assert report.statuses.get("FAILED", 0) == 0, "a PostgreSQL restart failed runs for good"
 
 
+@BROKERS
 def test_every_run_message_delivered_twice(chaos: Chaos) -> None:
     chaos.cluster.worker_app = "tests.chaos.duplicating_app"  # claims and hand-ons in workers
     chaos.start(workers=2, beats=2)
@@ -234,8 +247,8 @@ def test_every_run_message_delivered_twice(chaos: Chaos) -> None:
         stream = PlanStream(chaos.api, chaos.targets, issue_every=ISSUE_EVERY, rate=RATE, duration=6)
         stream.start()
         fault_end = time.monotonic() + 6  # the fault lasts as long as the stream
-        report, _ = _conclude(chaos, "every run message delivered twice", "every run message published twice",
-                              fault_end, stream, lock)
+        report, _ = _conclude(chaos, f"every run message delivered twice{chaos.on_broker}",
+                              "every run message published twice", fault_end, stream, lock)
     assert report.statuses == {"DONE": report.runs}
     # Each claim's message arrived twice: one copy started, the other was a logged no-op (a claim
     # reaped before it started would add two more no-ops, hence >=).
@@ -291,3 +304,155 @@ def test_three_beats_claim_a_backlog_of_1000(chaos: Chaos) -> None:
     assert tuple(claims_per_run) == (1, 1), "a run was executed more than once"
     assert report.attempts == BACKLOG
     assert set(per_worker) == {"w1", "w2"}
+
+
+# --------------------------------------------------------------------------------------------------
+# At capacity: every slot busy, fanned-out plans whose chunks queue longer than the lease
+# --------------------------------------------------------------------------------------------------
+SATURATION = {"PLANCHECK_LEASE_SECONDS": "3", "PLANCHECK_CHUNK_SIZE": "1"}
+FANNED_OUT_PLANS = 6
+
+
+def _fan_out_plans(chaos: Chaos, count: int = FANNED_OUT_PLANS) -> list[int]:
+    """`count` plans of SLOW_SQL on every slow target: with a chunk size of 1, one chunk per target."""
+    return [chaos.api.create_plan(PROJECT, SLOW_SQL, targets=list(chaos.targets.fanout)) for _ in range(count)]
+
+
+def _open_attempts_on(chaos: Chaos, worker: str) -> list[tuple[int, int | None]]:
+    """(run id, chunk) of the executions running on `worker` right now."""
+    with chaos.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT run_id, chunk FROM plan_check_attempt WHERE worker LIKE :w AND outcome IS NULL"),
+            {"w": f"{worker}@%"},
+        ).all()
+    return [(row.run_id, row.chunk) for row in rows]
+
+
+@pytest.mark.parametrize("chaos", [SATURATION], indirect=True)
+def test_saturation_without_faults_never_reaps(chaos: Chaos) -> None:
+    """Lease 3 s, chunk size 1, 4 slots: 48 chunks of about a second each queue far longer than the
+    lease behind each other and a stream of small plans. Nothing is wrong, so nothing may be reaped
+    or retried: every run and every chunk executes exactly once."""
+    chaos.start(workers=2, beats=2)
+    lock = LockCycler(chaos.fanout_urls)
+    lock.start()
+    _fan_out_plans(chaos)
+    stream = PlanStream(chaos.api, chaos.targets, rate=3.0, duration=8, slow_every=1000, issue_every=ISSUE_EVERY)
+    stream.start()
+    report, _ = _conclude(chaos, "saturation, no fault", "none: 6 fanned-out plans × 8 chunks + small plans, "
+                          "lease 3 s, 4 slots", time.monotonic(), stream, lock)
+    assert report.statuses == {"DONE": report.runs}
+    assert report.chunk_attempts == FANNED_OUT_PLANS * len(chaos.targets.fanout)
+    assert (report.lost_attempts, report.lost_chunk_attempts) == (0, 0), _capacity_notes(report)
+    assert (report.reaps_in_logs, report.chunk_reaps_in_logs) == (0, 0), _capacity_notes(report)
+    assert report.attempts == report.runs  # one execution per run
+
+
+@pytest.mark.parametrize("chaos", [SATURATION], indirect=True)
+def test_saturation_kill_9_mid_chunk_retries_that_workers_chunks_only(chaos: Chaos) -> None:
+    chaos.start(workers=2, beats=2)
+    lock = LockCycler(chaos.fanout_urls)
+    lock.start()
+    _fan_out_plans(chaos)
+    stream = PlanStream(chaos.api, chaos.targets, rate=3.0, duration=6, slow_every=1000, issue_every=ISSUE_EVERY)
+    stream.start()
+    wait_for(lambda: any(chunk is not None for _, chunk in _open_attempts_on(chaos, "w1")), timeout=30,
+             interval=0.05, message="w1 running a chunk")
+    victims = _open_attempts_on(chaos, "w1")
+    chaos.cluster.kill(chaos.cluster.alive("w1")[0])
+    killed = time.monotonic()
+    chaos.cluster.worker("w3")
+    wait_for(lambda: _retried(chaos, victims), timeout=60, interval=0.1, message="w1's executions done elsewhere")
+    recovered_in = time.monotonic() - killed
+    report, _ = _conclude(chaos, "saturation + kill -9 mid-chunk",
+                          f"1 worker killed running {_describe(victims)}", killed, stream, lock,
+                          notes=f"w1's executions done elsewhere {recovered_in:.1f} s after the kill")
+    assert report.statuses == {"DONE": report.runs}
+    with chaos.engine.connect() as conn:
+        lost = conn.execute(text("SELECT run_id, chunk, worker FROM plan_check_attempt WHERE outcome = 'LOST'")).all()
+    assert sorted((row.run_id, row.chunk) for row in lost) == sorted(victims)  # w1's executions, nothing else
+    assert all(row.worker.startswith("w1@") for row in lost)
+
+
+def _retried(chaos: Chaos, victims: list[tuple[int, int | None]]) -> bool:
+    """Every execution in `victims` was lost and has since been done again by another worker."""
+    with chaos.engine.connect() as conn:
+        done = {(row.run_id, row.chunk) for row in conn.execute(text(
+            "SELECT run_id, chunk FROM plan_check_attempt WHERE outcome = 'DONE' AND worker NOT LIKE 'w1@%'"
+        ))}
+    return all(victim in done for victim in victims)
+
+
+def _describe(executions: list[tuple[int, int | None]]) -> str:
+    chunks = sum(chunk is not None for _, chunk in executions)
+    return f"{chunks} chunks and {len(executions) - chunks} runs"
+
+
+def test_every_slot_blocked_kill_9_recovers_within_lease_and_two_claim_intervals(chaos: Chaos) -> None:
+    """Every slot of both workers is busy with a long check (8 locked targets, about 8 s); w2 is
+    killed. Maintenance runs in beat, not in a slot, so w2's runs are AVAILABLE again within the lease
+    plus two claim intervals although w1 has no free slot, and run once w1 (or a replacement) is free."""
+    chaos.start(workers=2, beats=2)
+    locks = [hold_lock(url) for url in chaos.fanout_urls]
+    try:
+        plan_ids = _fan_out_plans(chaos, count=6)  # chunk size 20 (default): whole runs, 4 take the slots
+        wait_for(lambda: len(_open_attempts_on(chaos, "w1")) == 2 and len(_open_attempts_on(chaos, "w2")) == 2,
+                 timeout=30, interval=0.05, message="every slot busy")
+        victims = sorted(run_id for run_id, _ in _open_attempts_on(chaos, "w2"))
+        chaos.cluster.kill(chaos.cluster.alive("w2")[0])
+        with chaos.engine.connect() as conn:
+            killed_at = conn.execute(text("SELECT now()")).scalar_one()
+        killed = time.monotonic()
+        wait_for(lambda: len(_lost_at(chaos, victims)) == len(victims), timeout=30, interval=0.05,
+                 message="w2's runs given back")
+        recovered_in = max((at - killed_at).total_seconds() for at in _lost_at(chaos, victims).values())
+    finally:
+        for lock in locks:
+            lock.rollback()
+            lock.close()
+    settings = chaos.api.settings
+    bound = settings.lease_seconds + 2 * settings.claim_interval
+    chaos.cluster.worker("w3")
+    report, _ = _conclude(chaos, "every slot blocked + kill -9 of another worker",
+                          f"1 worker killed with {len(victims)} runs, the other's slots all busy", killed,
+                          notes=f"w2's runs AVAILABLE again {recovered_in:.1f} s after the kill "
+                                f"(lease {settings.lease_seconds:g} s + 2 × claim interval = {bound:g} s)")
+    assert report.statuses == {"DONE": report.runs} and report.runs == len(plan_ids)
+    assert recovered_in <= bound, recovered_in
+
+
+def _lost_at(chaos: Chaos, run_ids: list[int]) -> dict[int, object]:
+    """When the reaper closed each run's lost execution (database time)."""
+    with chaos.engine.connect() as conn:
+        return dict(conn.execute(
+            text("SELECT run_id, finished_at FROM plan_check_attempt WHERE run_id = ANY(:ids) AND outcome = 'LOST'"),
+            {"ids": run_ids},
+        ).all())
+
+
+def test_redis_restarts_under_load_keep_every_worker(chaos: Chaos) -> None:
+    """Three Redis restarts while checks run and plans stream in: every worker process (main and pool)
+    survives, reconnects, and nothing is lost or executed twice."""
+    workers, _ = chaos.start(workers=2, beats=2)
+    pools = {worker.name: _pool(worker) for worker in workers}
+    lock = LockCycler(chaos.slow_urls)
+    lock.start()
+    stream = PlanStream(chaos.api, chaos.targets, issue_every=ISSUE_EVERY, rate=RATE, duration=10)
+    stream.start()
+    wait_for(lambda: _started_count(chaos) >= 3, timeout=30, interval=0.05, message="checks running")
+    for _ in range(3):
+        chaos.redis.restart(down_seconds=1.0)
+        time.sleep(1.5)
+    fault_end = time.monotonic()
+    report, _ = _conclude(chaos, "Redis restarted 3 times under load", "3 restarts, 1 s down each", fault_end,
+                          stream, lock)
+    assert report.statuses == {"DONE": report.runs}
+    assert chaos.cluster.restarts == [], "a worker or beat exited"
+    assert all(worker.is_alive() for worker in workers)
+    assert {worker.name: _pool(worker) for worker in workers} == pools, "a pool process died"
+    assert not any("Unrecoverable error" in log for log in chaos.logs())
+
+
+def _pool(worker: Process) -> list[int]:
+    """Pids of a worker's pool processes."""
+    return sorted(child.pid for child in psutil.Process(worker.pid).children())

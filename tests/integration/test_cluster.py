@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from plancheck.api import Plancheck
+from plancheck.scheduler.app import broker_connection
 from plancheck.scheduler.tasks import run as run_task
 from plancheck.store import runs
 from plancheck.store.claims import ClaimedRun
@@ -33,7 +34,7 @@ def target(api: Plancheck, create_database: Callable[[str], str]) -> TargetDatab
 
 
 def _send_run(api: Plancheck, run_id: int, token: str) -> None:
-    with run_task.app.connection_for_write(api.settings.broker_url) as connection:
+    with broker_connection(api.settings.broker_url) as connection:
         run_task.apply_async((run_id, token), connection=connection, queue=api.settings.queue)
 
 
@@ -174,7 +175,7 @@ def test_cancel_available_and_running(api: Plancheck, target: TargetDatabase, cl
 
 
 def test_upgrade_from_seed_turns_running_rows_into_done(
-    create_database: Callable[[str], str], redis_server_url: str, tmp_path: Path
+    create_database: Callable[[str], str], broker_url: str, tmp_path: Path
 ) -> None:
     """A database at the seed revision with RUNNING rows: after `upgrade head` they are claimed and end DONE."""
     from plancheck.settings import load_settings
@@ -183,7 +184,7 @@ def test_upgrade_from_seed_turns_running_rows_into_done(
 
     url = create_database("seed")
     upgrade(url, "0001_seed")
-    env = plancheck_env(url, redis_server_url)
+    env = plancheck_env(url, broker_url)
     target_url, target_name = make_target(create_database)
     engine = create_engine(url)
     with engine.begin() as conn:

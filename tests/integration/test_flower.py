@@ -18,6 +18,7 @@ from sqlalchemy import Engine, create_engine
 from plancheck import app
 from plancheck.embedded import free_port
 from plancheck.processes import start_celery
+from plancheck.scheduler.app import broker_connection
 from plancheck.store import runs
 from tests.processes import Cluster, Process, wait_for
 
@@ -73,7 +74,7 @@ def _listed_workers(client: FlowerClient) -> list[str]:
 
 def _send_claim(broker_url: str, queue: str) -> None:
     """Ask a worker for a claim now (beat runs its claims in its own process, which Flower does not see)."""
-    with app.connection_for_write(broker_url) as connection:
+    with broker_connection(broker_url) as connection:
         app.send_task("plancheck.claim", connection=connection, queue=queue)
 
 

@@ -25,8 +25,8 @@ FAST_SQL = "SELECT id FROM items WHERE id = 1;\n"
 
 
 @pytest.fixture
-def make_env(metadata_url: str, redis_server_url: str) -> Callable[..., dict[str, str]]:
-    return lambda **overrides: plancheck_env(metadata_url, redis_server_url, **overrides)
+def make_env(metadata_url: str, broker_url: str) -> Callable[..., dict[str, str]]:
+    return lambda **overrides: plancheck_env(metadata_url, broker_url, **overrides)
 
 
 @pytest.fixture

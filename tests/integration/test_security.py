@@ -22,11 +22,12 @@ from plancheck.api import Plancheck
 from plancheck.checks.session import libpq_url
 from plancheck.embedded import free_port
 from plancheck.errors import InvalidInput
+from plancheck.scheduler.app import broker_connection
 from plancheck.scheduler.tasks import run as run_task
 from plancheck.store import catalog, runs
 from plancheck.store.claims import ClaimedRun
 from tests.integration.helpers import TargetDatabase, claim_directly, make_target, register_target
-from tests.processes import Cluster, wait_for
+from tests.processes import Cluster, queued_messages, wait_for
 
 FAST_SQL = "SELECT id FROM items WHERE id = 1;\n"
 UPDATE_SQL = "UPDATE items SET price = 0 WHERE id < 100;\n"
@@ -91,11 +92,11 @@ def test_worker_refuses_a_pickled_message(
         run = runs.get(conn, claimed.plan_id)
         assert run is not None and run.status == "RUNNING" and run.started_at is None
         assert runs.attempts(conn, claimed.id) == []
-    with Connection(api.settings.broker_url) as conn:  # the message was consumed, not left to come back
-        assert conn.default_channel.client.llen(api.settings.queue) == 0
+    # the message was consumed, not left to come back
+    assert queued_messages(api.settings.broker_url, api.settings.queue) == 0
 
     # Control: the same run sent as JSON executes, so the pickled one was refused for its content type only.
-    with run_task.app.connection_for_write(api.settings.broker_url) as connection:
+    with broker_connection(api.settings.broker_url) as connection:
         run_task.apply_async((claimed.id, str(claimed.token)), connection=connection, queue=api.settings.queue)
     wait_for(lambda: api.checks(claimed.plan_id).status == "DONE", 60, message="JSON run DONE")
     assert not marker.exists()
