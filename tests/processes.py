@@ -43,9 +43,13 @@ def cluster(env: dict[str, str], log_dir: Path) -> Iterator[Cluster]:
 
 
 def queued_messages(broker_url: str, queue: str) -> int:
-    """Messages waiting in `queue` (not reserved by a worker), on Redis or RabbitMQ alike."""
+    """Messages waiting in `queue` (not reserved by a worker), on Redis or RabbitMQ alike. A queue the
+    broker does not know has none (Redis forgets an empty list)."""
     with Connection(broker_url) as connection:
-        return int(connection.default_channel.queue_declare(queue, passive=True).message_count)
+        try:
+            return int(connection.default_channel.queue_declare(queue, passive=True).message_count)
+        except connection.channel_errors:
+            return 0
 
 
 def delete_queue(broker_url: str, queue: str) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import Empty
+from redis import exceptions as redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,25 @@ def _dropped(queue: str, reason: str, size: int | None = None) -> None:
 
 
 class RedisChannel(kombu_redis.Channel):
-    """kombu's Redis channel, except that an item that is not JSON is dropped, not raised.
+    """kombu's Redis channel, except that an item that is not JSON is dropped, not raised, and that a
+    channel of a torn-down connection fails like a lost connection.
 
     The item was popped from its list before decoding failed, so dropping it loses nothing else.
+
+    A Redis restart used to stop a worker now and then ("Unrecoverable error: AttributeError: 'NoneType'
+    object has no attribute 'hostname'"): on a connection error Celery first `collect()`s the
+    connection, which drops the transport's client even when closing the default channel failed half
+    way (Redis was down), then `close()`s it, which closes that channel again and tries to restore
+    its unacknowledged messages through the client-less transport — an AttributeError kombu does not
+    count as a connection error (the family of celery/kombu#582, #970 and #2582). Raising a
+    connection error instead lets the consumer reconnect; the messages it could not restore stay in
+    Redis's unacked set, and PostgreSQL's leases bring back any work they carried.
     """
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection.client is None:
+            raise redis_errors.ConnectionError("the broker connection was already torn down")
+        return dict(super()._connparams(asynchronous=asynchronous))
 
     def _brpop_read(self, **options: Any) -> bool:
         try:
