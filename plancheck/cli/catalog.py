@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from plancheck.cli import render
 from plancheck.cli.common import JsonOption, api, emit, fail, parse_labels, read_bytes
-from plancheck.redact import redact_urls
+from plancheck.conninfo import display_url
 
 db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
 project_app = typer.Typer(help="Projects: settings (SQL review rule levels) and their databases.", no_args_is_help=True)
@@ -30,7 +30,7 @@ def db_upgrade(json_output: JsonOption = False) -> None:
     """Create or migrate the metadata database schema (PLANCHECK_DATABASE_URL) to the latest revision."""
     plancheck = api()
     revision = plancheck.upgrade_database()
-    url = redact_urls(plancheck.settings.database_url)
+    url = display_url(plancheck.settings.database_url)
     emit(json_output, {"revision": revision, "database_url": url},
          f"metadata database {url} is at revision [bold]{revision}[/]")
 
@@ -80,7 +80,7 @@ def instance_add(
 ) -> None:
     """Register a PostgreSQL instance (the URL's password is stored, never printed)."""
     instance_id = api().add_instance(key, url, env, password_env)
-    shown = redact_urls(url)
+    shown = display_url(url)
     emit(json_output, {"instance_id": instance_id, "key": key, "url": shown, "environment": env,
                        "password_env": password_env},
          f"instance [bold]{key}[/] added (id {instance_id}, {escape(shown)}, environment {env})")

@@ -8,6 +8,7 @@ Exit codes: 0 success; 1 and 2 are `plan checks` verdicts (see `plancheck.cli.re
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,30 +75,31 @@ def error_message(exc: BaseException) -> str | None:
     from sqlalchemy.exc import DBAPIError, OperationalError
 
     from plancheck.errors import PlancheckError
-    from plancheck.redact import redact_urls
+    from plancheck.redact import error_line
     from plancheck.settings import SettingsError
 
     if isinstance(exc, (PlancheckError, SettingsError, CliError)):
         return str(exc)
+    secrets = _metadata_secrets()
     if isinstance(exc, DBAPIError):
-        detail = _first_line(exc.orig or exc)
+        detail = error_line(exc, *secrets)
         if type(exc.orig).__name__ == "UndefinedTable":
             return f"the metadata database has no plancheck schema; run `plancheck db upgrade` ({detail})"
         if isinstance(exc, OperationalError):
             return f"cannot use the metadata database (PLANCHECK_DATABASE_URL): {detail}"
         return f"database error: {detail}"
     if type(exc).__module__.startswith("psycopg"):  # direct connections (the demo's sample data)
-        return f"database error: {_first_line(exc)}"
+        return f"database error: {error_line(exc, *secrets)}"
     if type(exc).__module__.startswith("alembic"):
-        return f"migration failed: {redact_urls(str(exc))}"
+        return f"migration failed: {error_line(exc, *secrets)}"
     return None
 
 
-def _first_line(exc: BaseException) -> str:
-    from plancheck.redact import redact_urls
+def _metadata_secrets() -> tuple[str, ...]:
+    """Every spelling of the metadata database's password, to mask in error texts."""
+    from plancheck.redact import url_secrets
 
-    lines = str(exc).strip().splitlines()
-    return redact_urls(lines[0] if lines else type(exc).__name__)
+    return url_secrets(os.environ.get("PLANCHECK_DATABASE_URL", ""))
 
 
 def _click_exceptions() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:

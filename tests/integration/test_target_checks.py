@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -167,6 +164,36 @@ def test_a_clean_session_leaves_its_connection_for_the_next_check(shop: str, hol
         assert _backend_pid(session) != first
 
 
+def test_planning_side_effects_never_reach_the_next_check(shop: str) -> None:
+    """A STABLE function the planner evaluates (for a selectivity estimate) may switch the session's
+    timeouts off with set_config(…, false) and take a session-level advisory lock. The EXPLAIN is rolled
+    back, even the first one on a fresh connection, and DISCARD ALL clears the rest before the
+    connection waits for the next check."""
+    function = f"pc_untimed_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(libpq_url(shop), autocommit=True) as admin:
+        admin.execute(f"""
+            CREATE FUNCTION {function}() RETURNS int LANGUAGE plpgsql STABLE AS $$
+            BEGIN
+                PERFORM set_config('statement_timeout', '0', false);
+                PERFORM set_config('lock_timeout', '0', false);
+                PERFORM pg_advisory_lock(4242);
+                RETURN 100;
+            END $$""")
+    timeouts = "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')"
+    target = _target(shop)
+    with open_target_session(target, statement_timeout_ms=4321, lock_timeout_ms=1234) as session:
+        first = _backend_pid(session)
+        assert session.estimate_rows(f"SELECT id FROM orders WHERE id < {function}()") is not None
+        assert session.estimate_rows(f"UPDATE orders SET amount = 0 WHERE id < {function}()") is not None
+        assert session._conn.execute(timeouts).fetchone() == ("4321ms", "1234ms")
+    with psycopg.connect(libpq_url(shop), autocommit=True) as admin:
+        advisory = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s"
+        assert admin.execute(advisory, (first,)).fetchone() == (0,)
+    with open_target_session(target, statement_timeout_ms=4321, lock_timeout_ms=1234) as session:
+        assert _backend_pid(session) == first  # the same pooled connection, its safety settings intact
+        assert session._conn.execute(timeouts).fetchone() == ("4321ms", "1234ms")
+
+
 def test_a_dead_idle_connection_is_replaced_not_reported(shop: str) -> None:
     with open_target_session(_target(shop)) as session:
         first = _backend_pid(session)
@@ -309,28 +336,19 @@ def test_stop_request_cancels_a_running_explain(shop: str, hold_lock: Callable[[
 # --- credentials -------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def password_server() -> Iterator[str]:
-    """A private embedded server that demands passwords (the shared test server may trust everyone).
-
-    Returns the socket directory; roles `needle` (LOGIN) and `needle_off` (NOLOGIN) have password NEEDLE.
-    Its directory is not under pytest's basetemp, which concurrent pytest runs of the same user prune.
-    """
-    import pgserver
-
-    home = Path(tempfile.mkdtemp(prefix="plancheck-pgauth-"))
-    server = pgserver.get_server(str(home / "data"), cleanup_mode="delete")
-    Path(server.pgdata, "pg_hba.conf").write_text("local all postgres trust\nlocal all all scram-sha-256\n")
-    server.psql("SELECT pg_reload_conf();")
-    server.psql(f"CREATE ROLE needle LOGIN PASSWORD '{NEEDLE}'; CREATE ROLE needle_off NOLOGIN PASSWORD '{NEEDLE}';")
-    server.psql("CREATE DATABASE app OWNER needle;")
-    yield str(make_url(server.get_uri()).query["host"])
-    server.cleanup()
-    shutil.rmtree(home, ignore_errors=True)
+def needle_server(password_server: str) -> str:
+    """The password server with roles `needle` (LOGIN) and `needle_off` (NOLOGIN), password NEEDLE, and
+    a database `app`; returns the socket directory."""
+    with psycopg.connect(host=password_server, user="postgres", dbname="postgres", autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE needle LOGIN PASSWORD '{NEEDLE}'")
+        admin.execute(f"CREATE ROLE needle_off NOLOGIN PASSWORD '{NEEDLE}'")
+        admin.execute("CREATE DATABASE app OWNER needle")
+    return password_server
 
 
-def test_credentials_never_leak(password_server: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_credentials_never_leak(needle_server: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    socket = f"?host={password_server}"
+    socket = f"?host={needle_server}"
     good = f"postgresql+psycopg://needle:{NEEDLE}@/app{socket}"
     cases = {
         "ok": good,
