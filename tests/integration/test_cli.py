@@ -247,7 +247,8 @@ def test_bad_catalog_requests(plancheck_env: dict[str, str], api: Plancheck, tmp
 
 def test_bad_settings_and_unreachable_database(plancheck_env: dict[str, str]) -> None:
     for bad in ({"PLANCHECK_DATABASE_URL": "mysql://x"}, {"PLANCHECK_DATABASE_URL": "not a url"},
-                {"PLANCHECK_LEASE_SECONDS": "soon"}, {"PLANCHECK_BROKER_URL": "amqp://x"}):
+                {"PLANCHECK_LEASE_SECONDS": "soon"}, {"PLANCHECK_BROKER_URL": "http://x"},
+                {"PLANCHECK_LEASE_SECONDS": "nan"}):
         assert_one_line_error(cli({**plancheck_env, **bad}, "plan", "checks", "1"), next(iter(bad)))
 
     password_url = make_url("postgresql+psycopg://someone:hunter2@127.0.0.1:1/nothing")
