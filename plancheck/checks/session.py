@@ -38,6 +38,7 @@ from psycopg import errors
 from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 
+from plancheck.checks.estimate import Estimate, read_plan
 from plancheck.checks.target import Target
 from plancheck.conninfo import InvalidURL, connection_params
 from plancheck.redact import error_line, url_secrets
@@ -91,7 +92,7 @@ class TargetSession:
         self._target = target
         self._statement_timeout_ms = statement_timeout_ms
         self._secrets = url_secrets(target.url)
-        self._estimates: dict[str, int | None] = {}
+        self._estimates: dict[str, Estimate | None] = {}
         self._cancel_requested = threading.Event()
         self.failure: TargetError | None = None
 
@@ -99,8 +100,9 @@ class TargetSession:
     def target_name(self) -> str:
         return self._target.name
 
-    def estimate_rows(self, sql_text: str) -> int | None:
-        """Planner's estimate of the rows one DML statement touches (INSERT: rows it inserts).
+    def estimate(self, sql_text: str) -> Estimate | None:
+        """Planner's estimate of the rows one statement changes (INSERT: rows it inserts; data-modifying
+        CTEs included), with its doubts; a SELECT's rows when it changes none.
 
         None when the statement is not plannable on the target as it is now (e.g. its table is created
         earlier in the same sheet) or is not a single DML/SELECT statement. Memoised, because the
@@ -109,8 +111,13 @@ class TargetSession:
         if sql_text not in self._estimates:
             statement = _explainable_statement(sql_text)
             plan = self._explain(statement) if statement else None
-            self._estimates[sql_text] = _plan_rows(plan) if plan else None
+            self._estimates[sql_text] = read_plan(plan) if plan else None
         return self._estimates[sql_text]
+
+    def estimate_rows(self, sql_text: str) -> int | None:
+        """The rows of `estimate`, for rules that only compare a count."""
+        estimate = self.estimate(sql_text)
+        return estimate.rows if estimate else None
 
     def table_row_estimate(self, schema: str, table: str) -> int | None:
         """Estimated row count of an existing table (catalog statistics, no lock); None if it does not exist."""
@@ -346,13 +353,6 @@ def _explainable_statement(sql_text: str) -> str | None:
     raw = statements[0]
     end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(sql_text.partition("\x00")[0])
     return sql_text[raw.stmt_location : end].strip()
-
-
-def _plan_rows(plan: dict[str, Any]) -> int:
-    """Rows of a plan; for DML the ModifyTable node reports 0 (no RETURNING), so use what it consumes."""
-    if plan["Node Type"] == "ModifyTable" and plan.get("Plans"):
-        plan = plan["Plans"][0]
-    return round(plan["Plan Rows"])
 
 
 def _canceled(target_name: str) -> TargetError:
