@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -11,7 +12,17 @@ from plancheck.checks.session import TargetError
 from plancheck.conninfo import InvalidURL, connection_params
 from plancheck.redact import error_line, url_secrets
 
-_LIST_DATABASES = "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
+# The server's identity (pg_control_system: the cluster's system identifier, the same on every path to
+# it and on its replicas) and the databases that accept connections, templates excluded.
+_LIST_DATABASES = """
+SELECT (SELECT system_identifier FROM pg_catalog.pg_control_system()), datname
+FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname
+"""
+
+
+class ServerDatabases(NamedTuple):
+    system_identifier: int
+    names: list[str]
 
 
 def validate_url(url: str) -> None:
@@ -42,10 +53,11 @@ def resolve_url(url: str, password_env: str | None, database: str | None = None)
     return make_conninfo(**params)
 
 
-def list_databases(conninfo: str, connect_timeout_s: int = 5) -> list[str]:
-    """Names of the databases on the instance that accept connections (templates excluded)."""
+def list_databases(conninfo: str, connect_timeout_s: int = 5) -> ServerDatabases:
+    """The instance's identity and the names of its databases that accept connections (templates excluded)."""
     try:
         with psycopg.connect(conninfo, connect_timeout=connect_timeout_s, autocommit=True) as conn:
-            return [row[0] for row in conn.execute(_LIST_DATABASES)]
+            rows = conn.execute(_LIST_DATABASES).fetchall()
+            return ServerDatabases(rows[0][0], [row[1] for row in rows])
     except psycopg.Error as exc:
         raise TargetError(error_line(exc, *url_secrets(conninfo)), "Target unreachable") from None

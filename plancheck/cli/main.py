@@ -18,6 +18,7 @@ import typer
 
 from plancheck.cli import catalog, ops, plans
 from plancheck.cli.common import EXIT_USAGE, CliError, JsonOption, stderr
+from plancheck.cli.render import plain
 
 app = typer.Typer(
     name="plancheck",
@@ -134,7 +135,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         result = app(args=list(argv) if argv is not None else None, prog_name="plancheck", standalone_mode=False)
     except usage_errors as exc:
-        exc.show()  # type: ignore[attr-defined]
+        message = plain(one_line(exc.format_message()))  # type: ignore[attr-defined]
+        stderr.print(f"error: {message} (see --help)", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except aborts:
         stderr.print("aborted", markup=False)
@@ -143,7 +145,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         message = error_message(exc)
         if message is None:
             raise
-        stderr.print(f"error: {one_line(message)}", markup=False, highlight=False, soft_wrap=True)
+        stderr.print(f"error: {plain(one_line(message))}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
     return result if isinstance(result, int) else 0
 
