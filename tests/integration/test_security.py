@@ -353,3 +353,73 @@ def test_metadata_database_with_an_odd_password(
     assert len(refused.stderr.strip().splitlines()) == 1
     outputs.append(refused.stdout + refused.stderr)
     assert not [output for output in outputs if token in output]
+
+
+def _documented_role_sql(role: str, password: str, database: str) -> str:
+    """The README's SQL for the target role, with its placeholders filled in."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    script = readme.split("### The role plancheck uses on targets", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
+    assert script.count("plancheck_checker") == 2 and "CHANGE-ME" in script and "DATABASE shop " in script
+    return (script.replace("plancheck_checker", role).replace("CHANGE-ME", password)
+            .replace("DATABASE shop ", f'DATABASE "{database}" '))
+
+
+def test_the_documented_target_role_cannot_call_dblink_while_planning(
+    create_database: Callable[[str], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A function marked IMMUTABLE that calls dblink_exec runs when the planner folds it: as a role
+    that may call dblink it writes a row during EXPLAIN. The role the README documents may not."""
+    url = create_database("role")
+    database = make_url(url).database or ""
+    with psycopg.connect(conninfo(url), autocommit=True) as owner:
+        try:
+            owner.execute("CREATE EXTENSION dblink")
+        except psycopg.Error as error:
+            pytest.skip(f"dblink is not available on the test server: {error.sqlstate}")
+        owner.execute("CREATE TABLE items (id bigint PRIMARY KEY, price numeric)")
+        owner.execute("INSERT INTO items SELECT g, g FROM generate_series(1, 1000) g")
+        owner.execute("ANALYZE items")
+        owner.execute("CREATE TABLE audit (note text)")
+        loopback = conninfo(url).replace("'", "''")
+        owner.execute(f"""
+            CREATE FUNCTION sneaky() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+            BEGIN
+                PERFORM dblink_exec('{loopback}', 'INSERT INTO audit VALUES (''written while planning'')');
+                RETURN 1;
+            END $$""")
+        owner.execute("GRANT SELECT ON audit TO PUBLIC")
+        with owner.transaction():  # control: a role that may call dblink writes a row by planning
+            owner.execute("SET TRANSACTION READ ONLY")
+            owner.execute("EXPLAIN SELECT sneaky()")
+        assert owner.execute("SELECT count(*) FROM audit").fetchone() == (1,)
+
+        role, password = f"pc_checker_{uuid.uuid4().hex[:8]}", f"pw {uuid.uuid4().hex}"
+        owner.execute(_documented_role_sql(role, password.replace("'", "''"), database))
+        try:
+            _check_as_documented_role(owner, url, role, password, caplog)
+        finally:
+            owner.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(sql.Identifier(database),
+                                                                              sql.Identifier(role)))
+            owner.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def _check_as_documented_role(
+    owner: psycopg.Connection[Any], url: str, role: str, password: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    superuser, may_call = owner.execute(
+        "SELECT rolsuper, has_function_privilege(%s, 'dblink_exec(text,text)', 'EXECUTE') "
+        "FROM pg_roles WHERE rolname = %s", (role, role)).fetchone()
+    assert (superuser, may_call) == (False, False)
+    checker = conninfo(url, user=role, password=password)
+    with psycopg.connect(checker, autocommit=True) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("EXPLAIN SELECT sneaky()")
+
+    caplog.set_level(logging.DEBUG)
+    target = Target("checked", make_url(url).database or "", "prod", checker)
+    results = check_target(target, "DELETE FROM items WHERE id > sneaky();\n", ReviewConfig({}, {}))
+    assert [r.title for r in results if r.status == Status.ERROR] == []
+    [summary] = [r for r in results if r.report is not None]
+    assert summary.report["estimate_reliable"] is False and "could not be estimated" in summary.content
+    assert summary.report["changed_resources"] == [{"schema": "public", "table": "items", "row_estimate": 1000}]
+    assert owner.execute("SELECT count(*) FROM audit").fetchone() == (1,)  # the check wrote nothing
+    assert "permission denied for function dblink_exec" in caplog.text  # why the EXPLAIN was refused
