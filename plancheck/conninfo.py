@@ -28,6 +28,8 @@ _SCHEME = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
 _POSTGRES_SCHEME = re.compile(r"postgres(?:ql)?(?:\+\w+)?")
 _QUERY_KEY = re.compile(r"[a-z_]+")
 _EXAMPLE = "postgresql://user[:password]@host[:port]/database"
+# libpq keyword form: password=secret or password='se cret'.
+_KEYWORD_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'(?:[^'\\]|\\.)*'|[^\s]+)", re.IGNORECASE)
 
 
 class InvalidURL(ValueError):
@@ -107,7 +109,7 @@ def display_url(url: str) -> str:
     """`url` with its password replaced by ***, for people; any scheme (postgresql, redis, amqp)."""
     match = _SCHEME.match(url)
     if match is None:
-        return "<not a URL>"
+        return mask_keyword_passwords(url)
     rest = url[match.end():]
     query_at = rest.find("?")
     head, query = (rest, "") if query_at < 0 else (rest[:query_at], rest[query_at:])
@@ -118,6 +120,11 @@ def display_url(url: str) -> str:
         head = f"{userinfo}@{location}"
     masked_query = re.sub(r"(?i)(\bpassword=)[^&]*", rf"\g<1>{MASK}", query)
     return f"{match['scheme']}://{head}{masked_query}"
+
+
+def mask_keyword_passwords(text: str) -> str:
+    """`text` with the value of every libpq `password=…` keyword (quoted or not) replaced by ***."""
+    return _KEYWORD_PASSWORD.sub(lambda m: m["head"] + MASK, text)
 
 
 def _keyword_params(text: str) -> dict[str, str]:

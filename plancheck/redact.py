@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import re
 
-from plancheck.conninfo import MASK, secrets_of
+from plancheck.conninfo import MASK, mask_keyword_passwords, secrets_of
 
 __all__ = ["MASK", "error_line", "redact", "redact_urls", "url_secrets"]
 
 # scheme://user:PASSWORD@ — the password runs to the last @ of the URL, which may hold unencoded @.
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>\S*)(?=@)", re.IGNORECASE)
-# libpq keyword form: password=secret or password='se cret'.
-_KEYWORD_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'(?:[^'\\]|\\.)*'|[^\s]+)", re.IGNORECASE)
 
 
 def redact_urls(text: str) -> str:
     """Mask the password of every URL or `password=` keyword inside `text`."""
-    text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
-    return _KEYWORD_PASSWORD.sub(lambda m: m["head"] + MASK, text)
+    return mask_keyword_passwords(_URL_PASSWORD.sub(lambda m: m["head"] + MASK, text))
 
 
 def url_secrets(url: str) -> tuple[str, ...]:

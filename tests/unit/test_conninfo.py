@@ -92,6 +92,7 @@ def test_display_url_masks_the_whole_password(url: str) -> None:
     assert display_url("postgresql://root@127.0.0.1/test") == "postgresql://root@127.0.0.1/test"
     assert display_url("postgresql://u@h/db?password=x&sslmode=disable") == (
         "postgresql://u@h/db?password=***&sslmode=disable")
+    assert display_url(f"host=db password='{TOKEN} x' dbname=app") == "host=db password=*** dbname=app"
 
 
 def test_every_spelling_of_a_password_is_masked() -> None:
