@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import NamedTuple
 from urllib.parse import quote, quote_plus, unquote
 
 from psycopg import ProgrammingError
@@ -36,28 +37,42 @@ class InvalidURL(ValueError):
     """A connection URL plancheck cannot use; the message never contains the URL's password."""
 
 
-def connection_params(url: str) -> dict[str, str]:
-    """libpq keyword parameters of a postgresql:// URL (any +driver suffix) or of a key=value string."""
+class _URLParts(NamedTuple):
+    """A URL cut at its first `?` and, before it, at its last `@`; nothing decoded yet."""
+
+    scheme: str
+    userinfo: str | None  # None without an @
+    location: str  # host[:port][,…][/database]
+    query: str | None  # None without a ?
+
+
+def _split(url: str) -> _URLParts | None:
     match = _SCHEME.match(url)
     if match is None:
-        return _keyword_params(url)
-    if not _POSTGRES_SCHEME.fullmatch(match["scheme"]):
-        raise InvalidURL(f"must be a postgresql:// URL, not {match['scheme']}://")
-    rest = url[match.end():]
-    query_at = rest.find("?")
-    head, query = (rest, "") if query_at < 0 else (rest[:query_at], rest[query_at + 1:])
+        return None
+    head, question, query = url[match.end():].partition("?")
     userinfo, at, location = head.rpartition("@")
+    return _URLParts(match["scheme"], userinfo if at else None, location, query if question else None)
+
+
+def connection_params(url: str) -> dict[str, str]:
+    """libpq keyword parameters of a postgresql:// URL (any +driver suffix) or of a key=value string."""
+    parts = _split(url)
+    if parts is None:
+        return _keyword_params(url)
+    if not _POSTGRES_SCHEME.fullmatch(parts.scheme):
+        raise InvalidURL(f"must be a postgresql:// URL, not {parts.scheme}://")
     params: dict[str, str] = {}
-    if at:
-        user, colon, password = userinfo.partition(":")
+    if parts.userinfo is not None:
+        user, colon, password = parts.userinfo.partition(":")
         params["user"] = unquote(user)
         if colon:
             params["password"] = unquote(password)
-    hosts, _, database = location.partition("/")
+    hosts, _, database = parts.location.partition("/")
     params.update(_hosts(hosts))
     if database:
         params["dbname"] = unquote(database)
-    params.update(_query(query))
+    params.update(_query(parts.query or ""))
     _check_ports(params.get("port", ""))
     return {key: value for key, value in params.items() if value != ""}
 
@@ -93,11 +108,8 @@ def password_forms(password: str | None) -> tuple[str, ...]:
 
 def secrets_of(url: str) -> tuple[str, ...]:
     """The password of `url` in every spelling (`password_forms`), plus its text as written in the URL."""
-    match = _SCHEME.match(url)
-    written = ()
-    if match:
-        userinfo = url[match.end():].split("?", 1)[0].rpartition("@")[0]
-        written = (userinfo.partition(":")[2],)
+    parts = _split(url)
+    written = (parts.userinfo.partition(":")[2],) if parts and parts.userinfo else ()
     try:
         password = connection_params(url).get("password")
     except InvalidURL:
@@ -107,19 +119,15 @@ def secrets_of(url: str) -> tuple[str, ...]:
 
 def display_url(url: str) -> str:
     """`url` with its password replaced by ***, for people; any scheme (postgresql, redis, amqp)."""
-    match = _SCHEME.match(url)
-    if match is None:
+    parts = _split(url)
+    if parts is None:
         return mask_keyword_passwords(url)
-    rest = url[match.end():]
-    query_at = rest.find("?")
-    head, query = (rest, "") if query_at < 0 else (rest[:query_at], rest[query_at:])
-    userinfo, at, location = head.rpartition("@")
-    if at:
-        user, colon, _ = userinfo.partition(":")
-        userinfo = f"{user}:{MASK}" if colon else user
-        head = f"{userinfo}@{location}"
-    masked_query = re.sub(r"(?i)(\bpassword=)[^&]*", rf"\g<1>{MASK}", query)
-    return f"{match['scheme']}://{head}{masked_query}"
+    user = ""
+    if parts.userinfo is not None:
+        name, colon, _ = parts.userinfo.partition(":")
+        user = f"{name}:{MASK}@" if colon else f"{name}@"
+    query = "" if parts.query is None else "?" + re.sub(r"(?i)(\bpassword=)[^&]*", rf"\g<1>{MASK}", parts.query)
+    return f"{parts.scheme}://{user}{parts.location}{query}"
 
 
 def mask_keyword_passwords(text: str) -> str:
