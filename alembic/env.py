@@ -3,9 +3,10 @@
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import pool
 
 from plancheck.settings import load_settings
+from plancheck.store.db import create_metadata_engine
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("skip_logging_config"):
@@ -14,7 +15,7 @@ if config.config_file_name is not None and not config.attributes.get("skip_loggi
 
 def run_migrations_online() -> None:
     url = config.attributes.get("database_url") or load_settings().database_url
-    engine = create_engine(url, poolclass=pool.NullPool)
+    engine = create_metadata_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection, transaction_per_migration=True)
         with context.begin_transaction():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -12,11 +14,12 @@ from typing import Any
 import kombu
 from sqlalchemy import Engine
 
-from plancheck.checks import ReviewConfig, TargetError
-from plancheck.checks.groups import InvalidExpression, compile_expression
+from plancheck.checks import TargetError
+from plancheck.checks.groups import MAX_LABELS, InvalidExpression, compile_expression
 from plancheck.checks.instance import list_databases, resolve_url, validate_url
+from plancheck.checks.project_settings import validate_project_settings
 from plancheck.checks.targets import InvalidPlan, validate_specs
-from plancheck.errors import InvalidInput, NotFound
+from plancheck.errors import MAX_ID, InvalidInput, NotFound
 from plancheck.logs import state_change
 from plancheck.scheduler.work import group_members, project_databases
 from plancheck.settings import Settings, load_settings
@@ -26,6 +29,12 @@ from plancheck.store.models import TERMINAL_STATUSES
 log = logging.getLogger(__name__)
 
 MAX_SQL_BYTES = 16 * 1024 * 1024
+MAX_NAME = 63
+MAX_LABEL_VALUE = 255
+MAX_GLOBS = 32
+MAX_GLOB_LENGTH = 128
+_IDENTIFIER = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_NAME}}}")
+_LABEL_KEY = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_./-]{{0,{MAX_NAME - 1}}}")
 
 
 @dataclass(frozen=True)
@@ -61,11 +70,25 @@ def decode_sql(data: bytes) -> str:
         sql = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"SQL file is not UTF-8 text (byte {exc.start} is invalid)") from None
+    sql = sql.removeprefix("\ufeff")  # a byte order mark some editors write is not SQL
     if "\x00" in sql:
         raise InvalidInput("SQL file contains NUL bytes; is it a binary file?")
     if not sql.strip():
         raise InvalidInput("SQL file is empty")
     return sql
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What `instance sync` did: databases added now, kept as registered before, skipped and why."""
+
+    instance: str
+    added: list[str]
+    kept: list[str]
+    skipped: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "databases": [*self.added, *self.kept]}
 
 
 class Plancheck:
@@ -85,12 +108,13 @@ class Plancheck:
     # -- projects, instances, databases, groups -------------------------------------------------
     def create_project(self, key: str, title: str | None = None, settings: dict[str, Any] | None = None) -> int:
         settings = settings or {}
+        _identifier(key, "project key")
         try:
-            ReviewConfig.from_project_settings(settings)
+            validate_project_settings(settings)
         except ValueError as exc:
             raise InvalidInput(f"project settings: {exc}") from None
         with self.engine.begin() as conn:
-            return catalog.create_project(conn, _key(key, "project"), title or key, settings)
+            return catalog.create_project(conn, key, title or key, settings)
 
     def set_project_archived(self, key: str, archived: bool = True) -> None:
         with self.engine.begin() as conn:
@@ -101,21 +125,43 @@ class Plancheck:
             validate_url(url)
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
+        _identifier(key, "instance key")
+        _identifier(environment, "environment")
         with self.engine.begin() as conn:
-            return catalog.add_instance(conn, _key(key, "instance"), url, password_env, environment)
+            return catalog.add_instance(conn, key, url, password_env, environment)
 
-    def sync_instance(self, key: str, project: str | None = None) -> list[str]:
-        """Register every database the instance holds (in its environment, optionally in a project)."""
+    def sync_instance(
+        self,
+        key: str,
+        project: str | None = None,
+        environment: str | None = None,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+    ) -> SyncResult:
+        """Register the instance's databases (optionally in a project).
+
+        Only names matching an `include` glob (all, if none is given) and no `exclude` glob are taken;
+        templates and, when the instance is the metadata database's server, the metadata database are
+        never taken. New databases get `environment` (default: the instance's); databases registered
+        before keep their environment, labels and project.
+        """
+        include, exclude = _globs(include, "--include"), _globs(exclude, "--exclude")
         with self.engine.connect() as conn:
             instance = catalog.get_instance(conn, key)
             project_id = catalog.get_project(conn, project).id if project else None
+            metadata = catalog.metadata_identity(conn)
+        new_environment = _identifier(environment, "environment") if environment else instance.environment
         try:
-            names = list_databases(resolve_url(instance.url, instance.password_env))
+            server = list_databases(resolve_url(instance.url, instance.password_env))
         except TargetError as exc:
             raise InvalidInput(f"instance {key!r}: {exc}") from None
+        candidates = [name for name in server.names if not include or _matches(name, include)]
+        skipped = {name: "the metadata database" for name in candidates if (server.system_identifier, name) == metadata}
+        skipped |= {name: "excluded" for name in candidates if name not in skipped and _matches(name, exclude)}
+        names = [name for name in candidates if name not in skipped]
         with self.engine.begin() as conn:
-            catalog.register_databases(conn, instance.id, names, instance.environment, project_id)
-        return names
+            added = catalog.register_databases(conn, instance.id, names, new_environment, project_id)
+        return SyncResult(key, added, [name for name in names if name not in added], skipped)
 
     def set_database(
         self,
@@ -130,9 +176,9 @@ class Plancheck:
             if project is not None:
                 values["project_id"] = catalog.get_project(conn, project).id
             if environment is not None:
-                values["environment"] = environment
+                values["environment"] = _identifier(environment, "environment")
             if labels is not None:
-                values["labels"] = labels
+                values["labels"] = _labels(labels)
             if values:
                 catalog.update_database(conn, instance_key, name, values)
 
@@ -143,20 +189,24 @@ class Plancheck:
         return [_database_json(row) for row in rows]
 
     def create_group(self, project: str, key: str, expression: str) -> int:
+        _identifier(key, "group key")
         try:
             compile_expression(expression)
         except InvalidExpression as exc:
             raise InvalidInput(f"group {key!r}: {exc}") from None
         with self.engine.begin() as conn:
             project_id = catalog.get_project(conn, project).id
-            return catalog.create_group(conn, project_id, _key(key, "group"), expression)
+            return catalog.create_group(conn, project_id, key, expression)
 
     def show_group(self, project: str, key: str) -> list[dict[str, Any]]:
         """The databases the group's expression matches now."""
         with self.engine.connect() as conn:
             project_row = catalog.get_project(conn, project)
             group = catalog.get_group(conn, project_row.id, key)
-            members = group_members(conn, project_row, group.expression)
+            try:
+                members = group_members(conn, project_row, group.expression)
+            except InvalidExpression as exc:
+                raise InvalidInput(f"group {key!r}: {exc}") from None
         return [_database_json(row) for row in members]
 
     # -- plans and their checks -------------------------------------------------------------------
@@ -203,6 +253,7 @@ class Plancheck:
         return spec
 
     def checks(self, plan_id: int) -> Checks:
+        _id(plan_id, "plan")
         with self.engine.connect() as conn:
             run = runs.get(conn, plan_id)
             if run is None:
@@ -237,6 +288,7 @@ class Plancheck:
             time.sleep(poll)
 
     def rerun(self, plan_id: int) -> None:
+        _id(plan_id, "plan")
         with self.engine.begin() as conn:
             plan = catalog.require_plan(conn, plan_id)
             runs.create(conn, plan_id, plan.version)
@@ -244,6 +296,8 @@ class Plancheck:
 
     def cancel(self, plan_ids: Sequence[int]) -> list[int]:
         """Cancel the unfinished runs of these plans; returns the plans whose run was cancelled."""
+        for plan_id in plan_ids:
+            _id(plan_id, "plan")
         with self.engine.begin() as conn:
             for plan_id in plan_ids:
                 catalog.require_plan(conn, plan_id)
@@ -254,15 +308,18 @@ class Plancheck:
 
     # -- issues and rollouts ----------------------------------------------------------------------
     def create_issue(self, plan_id: int) -> followups.IssueView:
+        _id(plan_id, "plan")
         with self.engine.begin() as conn:
             issue_id = followups.create_issue(conn, plan_id)
             return followups.get_issue(conn, issue_id)
 
     def approve_issue(self, issue_id: int) -> followups.IssueView:
+        _id(issue_id, "issue")
         with self.engine.begin() as conn:
             return followups.approve_issue(conn, issue_id)
 
     def rollout(self, plan_id: int) -> followups.RolloutView | None:
+        _id(plan_id, "plan")
         with self.engine.connect() as conn:
             catalog.require_plan(conn, plan_id)
             return followups.get_rollout(conn, plan_id)
@@ -297,10 +354,47 @@ class Plancheck:
             self._local.broker = None
 
 
-def _key(value: str, what: str) -> str:
-    if not value or not value.replace("-", "").replace("_", "").isalnum():
-        raise InvalidInput(f"{what} key {value!r} must be letters, digits, '-' or '_'")
+def _identifier(value: Any, what: str) -> str:
+    """A key or environment name: bounded ASCII, safe to print, to put in a URL and to compare."""
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+        shown = repr(value)[:80]
+        raise InvalidInput(f"{what} {shown} must be 1 to {MAX_NAME} ASCII letters, digits, '-' or '_'")
     return value
+
+
+def _id(value: Any, what: str) -> int:
+    """A row id as PostgreSQL stores it (bigint): a clear error instead of "bigint out of range"."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+        raise InvalidInput(f"{what} id must be a whole number from 1 to {MAX_ID}, got {str(value)[:40]}")
+    return value
+
+
+def _globs(patterns: Sequence[str], option: str) -> list[str]:
+    """Shell-style patterns (`shop_*`, `tenant_?[0-9]`), bounded: matching them costs little."""
+    if len(patterns) > MAX_GLOBS:
+        raise InvalidInput(f"at most {MAX_GLOBS} {option} patterns are allowed, got {len(patterns)}")
+    for pattern in patterns:
+        if not pattern or len(pattern) > MAX_GLOB_LENGTH or not pattern.isprintable():
+            raise InvalidInput(f"{option} pattern {repr(pattern)[:80]} must be 1 to {MAX_GLOB_LENGTH} "
+                               "printable characters")
+    return list(patterns)
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def _labels(labels: dict[str, str]) -> dict[str, str]:
+    """At most MAX_LABELS labels (group expressions iterate them), with bounded keys and values."""
+    if len(labels) > MAX_LABELS:
+        raise InvalidInput(f"a database has at most {MAX_LABELS} labels, got {len(labels)}")
+    for key, value in labels.items():
+        if not isinstance(key, str) or not _LABEL_KEY.fullmatch(key):
+            raise InvalidInput(f"label key {repr(key)[:80]} must be 1 to {MAX_NAME} ASCII letters, digits, "
+                               "'-', '_', '.' or '/', starting with a letter or digit")
+        if not isinstance(value, str) or len(value) > MAX_LABEL_VALUE:
+            raise InvalidInput(f"label {key!r}: the value must be text of at most {MAX_LABEL_VALUE} characters")
+    return labels
 
 
 def _split_target(target: str) -> tuple[str, str]:

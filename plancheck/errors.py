@@ -1,5 +1,7 @@
 """Errors the Python API raises for bad input; the CLI prints their message on one line."""
 
+MAX_ID = 2**63 - 1  # ids are bigint: a larger one is bad input, not a database error
+
 
 class PlancheckError(Exception):
     """Base class: the message is safe to show (no credentials) and says what to do."""

@@ -18,7 +18,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
-from plancheck.redact import redact_urls
+from plancheck.conninfo import password_forms
+from plancheck.redact import error_line
 from plancheck.store import beats
 from plancheck.store import metrics as queries
 
@@ -45,7 +46,8 @@ class PlancheckCollector(Collector):
         try:
             metrics = self._read()
         except SQLAlchemyError as exc:
-            log.warning("metrics: reading the database failed: %s", redact_urls(str(exc).splitlines()[0]))
+            secrets = password_forms(self.engine.url.password)
+            log.warning("metrics: reading the database failed: %s", error_line(exc, *secrets))
             metrics = []
         yield GaugeMetricFamily(
             "plancheck_database_up", "1 if the metadata database answered this scrape.", value=1 if metrics else 0

@@ -1,37 +1,29 @@
 """Keep credentials out of results, logs and exception text.
 
 Driver errors can echo parts of a connection string, and URLs get interpolated into messages; every
-text that leaves a target connection passes through `redact` first.
+text that leaves a target or metadata call passes through `error_line` (or `redact`) first.
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote, urlsplit
 
-MASK = "***"
+from plancheck.conninfo import MASK, mask_keyword_passwords, secrets_of
 
-# scheme://user:PASSWORD@ — any postgres scheme, with or without a +driver suffix.
-_URL_PASSWORD = re.compile(r"(?P<head>\bpostgres(?:ql)?(?:\+\w+)?://[^:/@\s]*:)(?P<password>[^@\s]*)(?=@)")
-# libpq keyword form: password=secret or password='se cret'.
-_KEYWORD_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'(?:[^'\\]|\\.)*'|[^\s]+)", re.IGNORECASE)
+__all__ = ["MASK", "error_line", "redact", "redact_urls", "url_secrets"]
+
+# scheme://user:PASSWORD@ — the password runs to the last @ of the URL, which may hold unencoded @.
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>\S*)(?=@)", re.IGNORECASE)
 
 
 def redact_urls(text: str) -> str:
-    """Mask the password of every postgresql URL or `password=` keyword inside `text`."""
-    text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
-    return _KEYWORD_PASSWORD.sub(lambda m: m["head"] + MASK, text)
+    """Mask the password of every URL or `password=` keyword inside `text`."""
+    return mask_keyword_passwords(_URL_PASSWORD.sub(lambda m: m["head"] + MASK, text))
 
 
 def url_secrets(url: str) -> tuple[str, ...]:
-    """The password of `url` as written and percent-decoded: both forms may turn up in messages."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return ()
-    if not password:
-        return ()
-    return tuple({password, unquote(password)})
+    """The password of `url` in every spelling that may turn up in messages (raw, percent-encoded, …)."""
+    return secrets_of(url)
 
 
 def redact(text: str, *secrets: str) -> str:
@@ -39,3 +31,13 @@ def redact(text: str, *secrets: str) -> str:
     for secret in sorted(filter(None, secrets), key=len, reverse=True):
         text = text.replace(secret, MASK)
     return redact_urls(text)
+
+
+def error_line(error: BaseException, *secrets: str) -> str:
+    """The first line of an error's text (its type name if it has none), redacted: what may leave a
+    target or metadata call. A SQLAlchemy error speaks for its driver error."""
+    orig = getattr(error, "orig", None)
+    if isinstance(orig, BaseException):
+        error = orig
+    lines = str(error).strip().splitlines()
+    return redact(lines[0] if lines else type(error).__name__, *secrets)

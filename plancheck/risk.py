@@ -26,8 +26,10 @@ def assess(
     results: Iterable[Mapping[str, Any]], environments: Mapping[str, str], affected_rows_threshold: int
 ) -> Approval:
     """HIGH for any ERROR, DDL against a prod target, or affected rows over the project's threshold;
-    MEDIUM for warnings; LOW otherwise. `environments` maps target name to its environment."""
+    MEDIUM for warnings or a row estimate the summary report says cannot be trusted (a guess is never
+    LOW); LOW otherwise. `environments` maps target name to its environment."""
     high: list[str] = []
+    uncertain: list[str] = []
     warnings = 0
     for result in results:
         target = result.get("target", "")
@@ -41,8 +43,11 @@ def assess(
         affected = report.get("affected_rows") or 0
         if affected > affected_rows_threshold:
             high.append(f"{target}: ~{affected} affected rows exceeds {affected_rows_threshold}")
+        if report.get("estimate_reliable") is False:
+            doubts = "; ".join(report.get("estimate_doubts") or ()) or "no reason given"
+            uncertain.append(f"{target}: ~{affected} affected rows is a guess ({doubts})")
     if high:
         return Approval("HIGH", APPROVERS["HIGH"], high)
-    if warnings:
-        return Approval("MEDIUM", APPROVERS["MEDIUM"], [f"{warnings} warning(s)"])
+    if warnings or uncertain:
+        return Approval("MEDIUM", APPROVERS["MEDIUM"], [f"{warnings} warning(s)"] * bool(warnings) + uncertain)
     return Approval("LOW", APPROVERS["LOW"], [])

@@ -1,41 +1,29 @@
-"""Settings from the environment, validated once, with a clear error naming the bad variable."""
+"""Settings from the environment, validated once by a schema, with a one-line error naming the bad variable.
+
+Adding a setting is one line in `Settings`: its type, default, bounds and environment variable.
+"""
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import Mapping
+from typing import Any, Literal
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
-T = TypeVar("T", int, float)
+from plancheck.conninfo import InvalidURL, connection_params
+
+DEFAULT_DATABASE_URL = "postgresql+psycopg://root@127.0.0.1:5432/plancheck"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://")
+BROKER_SCHEMES = (*REDIS_SCHEMES, "amqp://", "amqps://", "pyamqp://")
+MAX_URL_LENGTH = 4096
+DAY = 86_400.0
 
 
 class SettingsError(ValueError):
     """An environment variable holds a value plancheck cannot use."""
-
-
-DEFAULT_DATABASE_URL = "postgresql+psycopg://root@127.0.0.1:5432/plancheck"
-DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
-
-
-@dataclass(frozen=True)
-class Settings:
-    database_url: str
-    broker_url: str
-    claim_batch: int
-    claim_interval: float
-    reap_interval: float
-    relay_interval: float
-    lease_seconds: float
-    heartbeat_seconds: float
-    max_attempts: int
-    chunk_size: int
-    log_format: str
-    queue: str
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -46,70 +34,82 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def _database_url(raw: str, name: str) -> str:
-    url = sqlalchemy_url(raw)
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise SettingsError(f"{name} is not a database URL (expected postgresql://user@host:port/db)") from None
-    if parsed.get_backend_name() != "postgresql":
-        raise SettingsError(f"{name} must be a postgresql:// URL, not {parsed.get_backend_name()}://")
-    return url
+def _env(name: str, default: Any, **bounds: Any) -> Any:
+    """A setting read from the environment variable `name`; `bounds` are pydantic's (ge, le, …)."""
+    return Field(default, alias=name, **bounds)
 
 
-REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://")
-AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
-_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+class Settings(BaseModel):
+    """Every setting of a plancheck process. URLs stay out of repr: they may hold passwords."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, allow_inf_nan=False, extra="ignore")
+
+    database_url: str = _env("PLANCHECK_DATABASE_URL", DEFAULT_DATABASE_URL, max_length=MAX_URL_LENGTH, repr=False)
+    broker_url: str = _env("PLANCHECK_BROKER_URL", DEFAULT_BROKER_URL, max_length=MAX_URL_LENGTH, repr=False)
+    claim_batch: int = _env("PLANCHECK_CLAIM_BATCH", 20, ge=1, le=10_000)
+    claim_interval: float = _env("PLANCHECK_CLAIM_INTERVAL", 2.0, ge=0.1, le=3600)
+    reap_interval: float = _env("PLANCHECK_REAP_INTERVAL", 2.0, ge=0.1, le=3600)
+    relay_interval: float = _env("PLANCHECK_RELAY_INTERVAL", 5.0, ge=0.1, le=3600)
+    lease_seconds: float = _env("PLANCHECK_LEASE_SECONDS", 15.0, ge=1, le=DAY)
+    heartbeat_seconds: float = _env("PLANCHECK_HEARTBEAT_SECONDS", 2.0, ge=0.1, le=3600)
+    max_attempts: int = _env("PLANCHECK_MAX_ATTEMPTS", 3, ge=1, le=100)
+    chunk_size: int = _env("PLANCHECK_CHUNK_SIZE", 20, ge=1, le=10_000)
+    log_format: Literal["text", "json"] = _env("PLANCHECK_LOG_FORMAT", "text")
+    queue: str = _env("PLANCHECK_QUEUE", "plancheck", max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql(cls, url: str) -> str:
+        url = sqlalchemy_url(url)
+        try:
+            connection_params(url)
+        except InvalidURL as error:
+            raise ValueError(str(error)) from None
+        return url
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker(cls, url: str) -> str:
+        if not url.startswith(BROKER_SCHEMES):
+            raise ValueError("must be a Redis or RabbitMQ URL (" + ", ".join(BROKER_SCHEMES) + ")")
+        return url
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError(f"PLANCHECK_HEARTBEAT_SECONDS ({self.heartbeat_seconds:g}) must be shorter than "
+                             f"PLANCHECK_LEASE_SECONDS ({self.lease_seconds:g})")
+        return self
 
 
-def _broker_url(raw: str, name: str) -> str:
-    if not raw.startswith(REDIS_SCHEMES + AMQP_SCHEMES):
-        raise SettingsError(f"{name} must be a redis:// or amqp:// URL")
-    return raw
-
-
-def _queue(raw: str, name: str) -> str:
-    if not _QUEUE_NAME.fullmatch(raw):
-        raise SettingsError(f"{name}={raw!r} must be 1-63 letters, digits, '_', '.' or '-' (a letter or digit first)")
-    return raw
-
-
-def _number(env: Mapping[str, str], name: str, default: T, kind: Callable[[str], T], minimum: T) -> T:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
-    return value
+_SECRET_VARIABLES = frozenset({"PLANCHECK_DATABASE_URL", "PLANCHECK_BROKER_URL"})
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `env` (default: the process environment); an empty variable means its default."""
     env = os.environ if env is None else env
-    log_format = env.get("PLANCHECK_LOG_FORMAT", "text") or "text"
-    if log_format not in ("text", "json"):
-        raise SettingsError(f"PLANCHECK_LOG_FORMAT={log_format!r} must be 'text' or 'json'")
-    lease = _number(env, "PLANCHECK_LEASE_SECONDS", 15.0, float, 1.0)
-    heartbeat = _number(env, "PLANCHECK_HEARTBEAT_SECONDS", 2.0, float, 0.1)
-    if heartbeat >= lease:
-        raise SettingsError(
-            f"PLANCHECK_HEARTBEAT_SECONDS ({heartbeat}) must be shorter than PLANCHECK_LEASE_SECONDS ({lease})"
-        )
-    claim_interval = _number(env, "PLANCHECK_CLAIM_INTERVAL", 2.0, float, 0.1)
-    return Settings(
-        database_url=_database_url(env.get("PLANCHECK_DATABASE_URL") or DEFAULT_DATABASE_URL, "PLANCHECK_DATABASE_URL"),
-        broker_url=_broker_url(env.get("PLANCHECK_BROKER_URL") or DEFAULT_BROKER_URL, "PLANCHECK_BROKER_URL"),
-        claim_batch=_number(env, "PLANCHECK_CLAIM_BATCH", 20, int, 1),
-        claim_interval=claim_interval,
-        reap_interval=_number(env, "PLANCHECK_REAP_INTERVAL", 2.0, float, 0.1),
-        relay_interval=_number(env, "PLANCHECK_RELAY_INTERVAL", 5.0, float, 0.1),
-        lease_seconds=lease,
-        heartbeat_seconds=heartbeat,
-        max_attempts=_number(env, "PLANCHECK_MAX_ATTEMPTS", 3, int, 1),
-        chunk_size=_number(env, "PLANCHECK_CHUNK_SIZE", 20, int, 1),
-        log_format=log_format,
-        queue=_queue(env.get("PLANCHECK_QUEUE") or "plancheck", "PLANCHECK_QUEUE"),
-    )
+    names = {field.alias for field in Settings.model_fields.values()}
+    values = {name: value for name, value in env.items() if name in names and value != ""}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as error:
+        raise SettingsError(_message(error.errors()[0], values)) from None
+
+
+def _message(error: ErrorDetails, values: Mapping[str, str]) -> str:
+    """One line naming the variable and what it must be; URL values are not repeated (passwords)."""
+    reason = error["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+    reason = reason.replace("String should have", "must have").replace("String should match pattern", "must match")
+    if not error["loc"]:
+        return reason
+    name = str(error["loc"][0])
+    field = next(field for field in Settings.model_fields.values() if field.alias == name)
+    bounds = {type(item).__name__: item for item in field.metadata}
+    kind = "a whole number" if field.annotation is int else "a number"
+    if error["type"] in ("int_parsing", "float_parsing", "int_from_float"):
+        reason = f"is not {kind}"
+    elif "Ge" in bounds and "Le" in bounds:
+        kind = "a whole number" if field.annotation is int else "a finite number"
+        reason = f"must be {kind} from {bounds['Ge'].ge:g} to {bounds['Le'].le:g}"
+    shown = name if name in _SECRET_VARIABLES else f"{name}={values.get(name, '')!r}"
+    return f"{shown} {reason}"

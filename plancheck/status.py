@@ -12,10 +12,10 @@ from typing import Any
 
 from celery import Celery
 from kombu import Connection as BrokerConnection
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, ProgrammingError, SQLAlchemyError
 
-from plancheck.redact import redact, url_secrets
+from plancheck.conninfo import display_url
+from plancheck.redact import error_line, url_secrets
 from plancheck.settings import Settings
 from plancheck.store import beats, db
 from plancheck.store import metrics as queries
@@ -44,41 +44,25 @@ class Health:
         return {"healthy": self.healthy, "checks": [asdict(check) for check in self.checks]}
 
 
-def safe_url(url: str) -> str:
-    """`url` with its password masked, for display."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown as nothing rather than leaked
-        return "<unparsable URL>"
-
-
 def _error(exc: BaseException, *urls: str) -> str:
     """One line naming the error, with the passwords of `urls` (and of any URL in it) masked."""
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         exc = exc.orig
-    first_line = (str(exc).strip().splitlines() or [""])[0]
     secrets = [secret for url in urls for secret in url_secrets(url)]
-    return redact(f"{type(exc).__name__}: {first_line}"[:300], *secrets)
-
-
-def _with_connect_timeout(url: str, timeout: float) -> str:
-    parsed = make_url(url)
-    return parsed.update_query_dict({"connect_timeout": str(max(1, round(timeout)))}).render_as_string(
-        hide_password=False
-    )
+    return f"{type(exc).__name__}: {error_line(exc, *secrets)}"[:300]
 
 
 def check_database(settings: Settings, timeout: float) -> Check:
     url = settings.database_url
     try:
-        current = db.current_revision(_with_connect_timeout(url, timeout))
+        current = db.current_revision(url, queries.probe_engine(url, max(1, round(timeout))))
         head = db.head_revision(url)
     except SQLAlchemyError as exc:
-        return Check("database", False, f"unreachable: {safe_url(url)} ({_error(exc, url)})")
+        return Check("database", False, f"unreachable: {display_url(url)} ({_error(exc, url)})")
     data = {"revision": current, "head": head}
     if current != head:
         return Check("database", False, f"at revision {current}, head is {head}: run `plancheck db upgrade`", data)
-    return Check("database", True, f"{safe_url(url)} at head {head}", data)
+    return Check("database", True, f"{display_url(url)} at head {head}", data)
 
 
 def check_broker(settings: Settings, timeout: float) -> Check:
@@ -87,8 +71,8 @@ def check_broker(settings: Settings, timeout: float) -> Check:
         with BrokerConnection(url, connect_timeout=timeout) as connection:
             connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors
-        return Check("broker", False, f"unreachable: {safe_url(url)} ({_error(exc, url)})")
-    return Check("broker", True, safe_url(url))
+        return Check("broker", False, f"unreachable: {display_url(url)} ({_error(exc, url)})")
+    return Check("broker", True, display_url(url))
 
 
 def ping_workers(broker_url: str, queue: str, timeout: float) -> list[str]:

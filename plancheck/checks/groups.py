@@ -9,6 +9,12 @@ Decisions:
   goes on. Write `"tier" in resource.labels && resource.labels["tier"] == "gold"` to be explicit.
 * `select_members` orders members by (instance, database name) and, with a sampling size, keeps the
   first N: deterministic, so re-runs check the same databases.
+* Expressions are user input evaluated by an interpreter (cel-python, about 5 µs per syntax-tree node
+  it visits, with no cost limit of its own), so their cost is bounded before anything is evaluated:
+  length, nesting depth and literal sizes are capped, and a static estimate of the nodes one
+  evaluation visits — where a macro (`map`, `all`, `exists`, …) multiplies its body's cost by the
+  size of what it iterates — must stay under MAX_COST. Membership over a project's databases costs at
+  most that estimate times their number, which must stay under MEMBERSHIP_BUDGET.
 """
 
 from __future__ import annotations
@@ -33,6 +39,15 @@ _FUNCTIONS = frozenset(name for name in base_functions if name[:1].isalpha()) | 
 _TYPE_NAMES = frozenset(name for name, value in base_functions.items() if isinstance(value, type))
 _ENVIRONMENT = celpy.Environment()
 
+MAX_EXPRESSION_LENGTH = 2_000
+MAX_NESTING = 12  # sub-expressions inside sub-expressions (parentheses, arguments, list items)
+MAX_LITERAL_ITEMS = 100  # elements of one list or map literal
+MAX_STRING_LITERAL = 256
+MAX_LABELS = 64  # labels per database: what a macro over resource.labels may iterate
+MAX_COST = 5_000  # syntax-tree nodes one evaluation may visit (about 25 ms)
+MEMBERSHIP_BUDGET = 2_000_000  # nodes all evaluations of one membership may visit (about 10 s)
+_COLLECTION_LITERALS = {"list_lit": "list", "map_lit": "map"}
+
 
 class InvalidExpression(ValueError):
     """A group expression that cannot select databases: syntax error, unknown name, not boolean."""
@@ -56,18 +71,58 @@ class DatabaseResource:
 class CompiledExpression:
     expression: str
     program: celpy.Runner = field(repr=False, compare=False)
+    tree: Tree = field(repr=False, compare=False)
+
+    def cost(self, labels: int = MAX_LABELS) -> int:
+        """Static estimate of the nodes one evaluation visits on a database with this many labels."""
+        return estimate_cost(self.tree, labels)
 
 
 def compile_expression(expression: str) -> CompiledExpression:
-    """Parse and validate a group expression; raises InvalidExpression with a message for people."""
+    """Parse and validate a group expression; raises InvalidExpression with a message for people.
+
+    Size and cost are checked before the expression is evaluated even once.
+    """
+    if len(expression) > MAX_EXPRESSION_LENGTH:
+        raise InvalidExpression(f"group expression is {len(expression):,} characters; at most "
+                                f"{MAX_EXPRESSION_LENGTH:,} are allowed")
     try:
         tree = _ENVIRONMENT.compile(expression)
     except celpy.CELParseError as error:
         raise InvalidExpression(f"syntax error in group expression:\n{str(error).rstrip()}") from None
+    _check_sizes(tree)
     _check_names(tree)
-    compiled = CompiledExpression(expression, _ENVIRONMENT.program(tree))
+    cost = estimate_cost(tree, MAX_LABELS)
+    if cost > MAX_COST:
+        raise InvalidExpression(f"group expression is too expensive: one evaluation may visit about {cost:,} "
+                                f"nodes, at most {MAX_COST:,} are allowed (nested macros over large lists "
+                                "multiply); simplify it")
+    compiled = CompiledExpression(expression, _ENVIRONMENT.program(tree), tree)
     _check_boolean(compiled)
     return compiled
+
+
+def estimate_cost(tree: Tree, labels: int) -> int:
+    """Upper estimate of the syntax-tree nodes one evaluation visits on a database with `labels` labels.
+
+    A node costs 1 plus its children; a macro costs its target plus, per element the target can hold,
+    its body. A list or map literal holds its elements and `resource.labels` `labels` entries; anything
+    else (a macro's variable, a computed list) is bounded by the largest of its own cost, `labels` and
+    the size of the whole expression. Iterative: trees may be deep.
+    """
+    cost: dict[int, int] = {}
+    whole = sum(1 for _ in tree.iter_subtrees())
+    for node in _post_order(tree):
+        children = [child for child in node.children if isinstance(child, Tree)]
+        if node.data == "member_dot_arg" and str(node.children[1]) in _BINDING_MACROS and len(children) == 2:
+            target, arguments = children
+            body = sum(cost[id(argument)] for argument in arguments.children[1:] if isinstance(argument, Tree))
+            size = _elements(target, labels)
+            size = max(cost[id(target)], labels, whole) if size is None else size
+            cost[id(node)] = 1 + cost[id(target)] + size * body
+        else:
+            cost[id(node)] = 1 + sum(cost[id(child)] for child in children)
+    return cost[id(tree)]
 
 
 def matches(compiled: CompiledExpression, resource: DatabaseResource) -> bool:
@@ -85,11 +140,18 @@ def select_members(
 ) -> list[DatabaseResource]:
     """Matching databases in (instance, name) order; a sampling size keeps only the first N of them.
 
-    None or 0 means no sampling (0 is how a project's `ci_sampling_size` says "off").
+    None or 0 means no sampling (0 is how a project's `ci_sampling_size` says "off"). An expression
+    whose cost over all these databases would exceed MEMBERSHIP_BUDGET is refused before any evaluation.
     """
     if sampling_size is not None and sampling_size < 0:
         raise ValueError(f"sampling size must not be negative, got {sampling_size}")
     ordered = sorted(resources, key=lambda r: (r.instance_id, r.database_name))
+    cost = compiled.cost(max((len(resource.labels) for resource in ordered), default=0))
+    if cost * len(ordered) > MEMBERSHIP_BUDGET:
+        raise InvalidExpression(
+            f"group expression costs about {cost:,} nodes per database; over {len(ordered):,} databases that "
+            f"exceeds the budget of {MEMBERSHIP_BUDGET:,} nodes: simplify it"
+        )
     members = [resource for resource in ordered if matches(compiled, resource)]
     return members[:sampling_size] if sampling_size else members
 
@@ -116,11 +178,67 @@ def _check_names(tree: Tree) -> None:
                 raise InvalidExpression(f"unknown function {function!r}")
 
 
+def _check_sizes(tree: Tree) -> None:
+    """Literals and nesting within the limits, with a message naming the limit."""
+    for node in tree.iter_subtrees():
+        if node.data in _COLLECTION_LITERALS:
+            items = _literal_items(node)
+            if items > MAX_LITERAL_ITEMS:
+                raise InvalidExpression(f"a {_COLLECTION_LITERALS[node.data]} literal has {items:,} elements; "
+                                        f"at most {MAX_LITERAL_ITEMS} are allowed in a group expression")
+        elif node.data == "literal" and str(node.children[0])[:1] in "\"'rRbB":
+            if len(node.children[0]) > MAX_STRING_LITERAL + 2:
+                raise InvalidExpression(f"a string literal is longer than {MAX_STRING_LITERAL} characters")
+    depth = _nesting(tree)
+    if depth > MAX_NESTING:
+        raise InvalidExpression(f"group expression nests {depth} levels deep; at most {MAX_NESTING} are allowed")
+
+
+def _nesting(tree: Tree) -> int:
+    """How deeply sub-expressions (`expr` nodes) nest; iterative."""
+    deepest, stack = 0, [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        depth += node.data == "expr"
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in node.children if isinstance(child, Tree))
+    return deepest
+
+
+def _post_order(tree: Tree) -> list[Tree]:
+    """Every subtree, children before their parent; iterative."""
+    order, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        stack.extend(child for child in node.children if isinstance(child, Tree))
+    return order[::-1]
+
+
+def _elements(target: Tree, labels: int) -> int | None:
+    """How many elements a macro's target holds, if that is plain from the syntax: a literal's count,
+    or `labels` for resource.labels; None otherwise."""
+    node = target
+    while node.data not in _COLLECTION_LITERALS and len(node.children) == 1 and isinstance(node.children[0], Tree):
+        node = node.children[0]
+    if node.data in _COLLECTION_LITERALS:
+        return _literal_items(node)
+    if node.data == "member_dot" and str(node.children[1]) == "labels" and _bare_name(node.children[0]) == VARIABLE:
+        return labels
+    return None
+
+
+def _literal_items(node: Tree) -> int:
+    """Elements of a list literal, entries of a map literal."""
+    items = len(node.children[0].children) if node.children and isinstance(node.children[0], Tree) else 0
+    return items // 2 if node.data == "map_lit" else items
+
+
 def _macro_variables(tree: Tree) -> set[str]:
     """Names that macros bind, e.g. k in resource.labels.exists(k, k.startsWith("team"))."""
     names = set()
     for node in tree.find_data("member_dot_arg"):
-        arguments = node.children[2]
+        arguments = node.children[2] if len(node.children) > 2 else None
         if str(node.children[1]) in _BINDING_MACROS and isinstance(arguments, Tree) and arguments.children:
             name = _bare_name(arguments.children[0])
             if name:

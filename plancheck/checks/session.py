@@ -1,6 +1,6 @@
 """A read-only session on a target database: the only place plancheck talks to a target.
 
-Checks must never change a target (DESIGN.md, invariant 9). This module guarantees it by structure:
+Checks must never change a target. This module guarantees it by structure:
 
 * the session runs in a READ ONLY transaction on a connection opened with
   `default_transaction_read_only` (verified before use), and is always rolled back;
@@ -10,8 +10,11 @@ Checks must never change a target (DESIGN.md, invariant 9). This module guarante
   MERGE, and it is sent over the extended protocol, where the server refuses a second statement;
 * statement, lock and idle-in-transaction timeouts, given as connection options, bound how long a
   target can hold a check up;
+* every EXPLAIN runs in a transaction block that is rolled back, so nothing planning does (a STABLE
+  function's `set_config(…, false)`) outlives it;
 * a connection whose session ended cleanly may wait idle, briefly, for the next check of the same
-  target; any failure or cancel closes it.
+  target, after DISCARD ALL and a check that its safety settings are back; any failure or cancel
+  closes it.
 
 Target trouble (unreachable, authentication, timeouts, cancel) raises `TargetError`, whose text has
 been redacted of the target's password.
@@ -32,11 +35,13 @@ import pglast
 import psycopg
 from pglast import ast
 from psycopg import errors
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 
+from plancheck.checks.estimate import Estimate, read_plan
 from plancheck.checks.target import Target
-from plancheck.redact import redact, url_secrets
+from plancheck.conninfo import InvalidURL, connection_params
+from plancheck.redact import error_line, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +92,7 @@ class TargetSession:
         self._target = target
         self._statement_timeout_ms = statement_timeout_ms
         self._secrets = url_secrets(target.url)
-        self._estimates: dict[str, int | None] = {}
+        self._estimates: dict[str, Estimate | None] = {}
         self._cancel_requested = threading.Event()
         self.failure: TargetError | None = None
 
@@ -95,8 +100,9 @@ class TargetSession:
     def target_name(self) -> str:
         return self._target.name
 
-    def estimate_rows(self, sql_text: str) -> int | None:
-        """Planner's estimate of the rows one DML statement touches (INSERT: rows it inserts).
+    def estimate(self, sql_text: str) -> Estimate | None:
+        """Planner's estimate of the rows one statement changes (INSERT: rows it inserts; data-modifying
+        CTEs included), with its doubts; a SELECT's rows when it changes none.
 
         None when the statement is not plannable on the target as it is now (e.g. its table is created
         earlier in the same sheet) or is not a single DML/SELECT statement. Memoised, because the
@@ -105,8 +111,13 @@ class TargetSession:
         if sql_text not in self._estimates:
             statement = _explainable_statement(sql_text)
             plan = self._explain(statement) if statement else None
-            self._estimates[sql_text] = _plan_rows(plan) if plan else None
+            self._estimates[sql_text] = read_plan(plan) if plan else None
         return self._estimates[sql_text]
+
+    def estimate_rows(self, sql_text: str) -> int | None:
+        """The rows of `estimate`, for rules that only compare a count."""
+        estimate = self.estimate(sql_text)
+        return estimate.rows if estimate else None
 
     def table_row_estimate(self, schema: str, table: str) -> int | None:
         """Estimated row count of an existing table (catalog statistics, no lock); None if it does not exist."""
@@ -119,7 +130,7 @@ class TargetSession:
         try:
             self._conn.cancel_safe(timeout=5.0)
         except psycopg.Error as error:
-            log.warning("cancel on target %s failed: %s", self.target_name, self._redact(str(error)))
+            log.warning("cancel on target %s failed: %s", self.target_name, error_line(error, *self._secrets))
 
     def raise_if_failed(self) -> None:
         """Re-raise target trouble a caller may have swallowed (the advisor calls estimate_rows blindly).
@@ -133,10 +144,12 @@ class TargetSession:
             raise self.failure
 
     def _explain(self, statement: str) -> dict[str, Any] | None:
-        """JSON plan of one statement, inside a SAVEPOINT so a failing EXPLAIN keeps the transaction usable."""
+        """JSON plan of one statement, in a transaction block that is always rolled back: a SAVEPOINT
+        inside the session's transaction, or the transaction itself on a fresh connection. Whatever
+        planning did (a STABLE function's `set_config(…, false)`, say) is undone with it."""
         self.raise_if_failed()
         try:
-            with self._conn.transaction():
+            with self._conn.transaction(force_rollback=True):
                 cursor = self._conn.cursor()
                 # binary=True forces the extended protocol: the server rejects more than one statement.
                 cursor.execute(EXPLAIN + statement, binary=True)
@@ -144,7 +157,7 @@ class TargetSession:
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
             raise self._fail(error) from None
         except psycopg.Error as error:
-            log.debug("EXPLAIN on %s not possible: %s", self.target_name, self._redact(_first_line(error)))
+            log.debug("EXPLAIN on %s not possible: %s", self.target_name, error_line(error, *self._secrets))
             return None
         return row[0][0]["Plan"] if row else None
 
@@ -176,7 +189,7 @@ class TargetSession:
 
     def _fail(self, error: psycopg.Error) -> TargetError:
         """Translate a driver error into a redacted TargetError and remember it: the session is done."""
-        message = self._redact(_first_line(error))
+        message = error_line(error, *self._secrets)
         if self._cancel_requested.is_set():
             failure = _canceled(self.target_name)
         elif isinstance(error, errors.LockNotAvailable):
@@ -191,9 +204,6 @@ class TargetSession:
             failure = TargetError(f"{self.target_name}: {message}", title="Target connection lost")
         self.failure = failure
         return failure
-
-    def _redact(self, text: str) -> str:
-        return redact(text, *self._secrets)
 
 
 class _IdleConnections:
@@ -250,8 +260,14 @@ def open_target_session(
     idle_timeout_ms: int = 60_000,
 ) -> Iterator[TargetSession]:
     """Yield a read-only session on `target`; it is always rolled back, and its connection closed or,
-    after a clean session, kept idle for the next check of the same target."""
-    conninfo = _conninfo(target, statement_timeout_ms, lock_timeout_ms, idle_timeout_ms)
+    after a clean session whose state could be reset, kept idle for the next check of the same target."""
+    safety = {
+        "default_transaction_read_only": "on",
+        "statement_timeout": str(statement_timeout_ms),
+        "lock_timeout": str(lock_timeout_ms),
+        "idle_in_transaction_session_timeout": str(idle_timeout_ms),
+    }
+    conninfo = _conninfo(target, safety)
     conn = _take_alive(conninfo) or _connect(target, conninfo, connect_timeout_s)
     session = TargetSession(conn, target, statement_timeout_ms)
     try:
@@ -260,23 +276,20 @@ def open_target_session(
     except BaseException:
         conn.close()
         raise
-    if session.clean and _rolled_back(conn):
+    if session.clean and _reset(conn, safety):
         _idle.give_back(conninfo, conn)
     else:
         conn.close()
 
 
-def _conninfo(target: Target, statement_timeout_ms: int, lock_timeout_ms: int, idle_timeout_ms: int) -> str:
-    """The target's connection string with the session's safety settings as server `options`, which
-    the server applies before the first query: no SET round trips, and nothing a query could undo."""
-    params = conninfo_to_dict(libpq_url(target.url))
-    settings = {
-        "default_transaction_read_only": "on",
-        "statement_timeout": statement_timeout_ms,
-        "lock_timeout": lock_timeout_ms,
-        "idle_in_transaction_session_timeout": idle_timeout_ms,
-    }
-    options = " ".join(f"-c {name}={value}" for name, value in settings.items())
+def _conninfo(target: Target, safety: dict[str, str]) -> str:
+    """The target's connection string, built from keyword parameters, with the session's safety
+    settings as server `options`, which the server applies before the first query: no SET round trips."""
+    try:
+        params = connection_params(target.url)
+    except InvalidURL as error:
+        raise TargetError(f"{target.name}: the instance URL {error}", title="Target unreachable") from None
+    options = " ".join(f"-c {name}={value}" for name, value in safety.items())
     params["options"] = f"{params['options']} {options}" if params.get("options") else options
     params.setdefault("application_name", "plancheck")
     return make_conninfo(**params)
@@ -299,19 +312,30 @@ def _connect(target: Target, conninfo: str, connect_timeout_s: int) -> psycopg.C
     try:
         conn = psycopg.connect(conninfo, connect_timeout=connect_timeout_s, autocommit=False)
     except psycopg.Error as error:
-        message = redact(_first_line(error), *url_secrets(target.url))
+        message = error_line(error, *url_secrets(target.url))
         raise TargetError(f"cannot connect to {target.name}: {message}", title="Target unreachable") from None
     conn.read_only = True  # psycopg opens every transaction with BEGIN READ ONLY
     return conn
 
 
-def _rolled_back(conn: psycopg.Connection[Any]) -> bool:
-    """Roll back whatever the session did; False if the connection cannot be trusted with another."""
+_SAFETY_SETTINGS_SQL = "SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY(%s)"
+
+
+def _reset(conn: psycopg.Connection[Any], safety: dict[str, str]) -> bool:
+    """Roll back, drop all session state (DISCARD ALL: settings, advisory locks, temporary tables,
+    prepared statements) and prove the safety settings are back; False if the connection cannot be
+    trusted with another check."""
     try:
         conn.rollback()
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            return False
+        conn.autocommit = True  # DISCARD ALL refuses to run inside a transaction block
+        conn.execute("DISCARD ALL")
+        settings = dict(conn.execute(_SAFETY_SETTINGS_SQL, (list(safety),)).fetchall())
+        conn.autocommit = False
     except psycopg.Error:
         return False
-    return not conn.broken and conn.info.transaction_status == TransactionStatus.IDLE
+    return settings == safety and not conn.broken
 
 
 def _explainable_statement(sql_text: str) -> str | None:
@@ -331,17 +355,5 @@ def _explainable_statement(sql_text: str) -> str | None:
     return sql_text[raw.stmt_location : end].strip()
 
 
-def _plan_rows(plan: dict[str, Any]) -> int:
-    """Rows of a plan; for DML the ModifyTable node reports 0 (no RETURNING), so use what it consumes."""
-    if plan["Node Type"] == "ModifyTable" and plan.get("Plans"):
-        plan = plan["Plans"][0]
-    return round(plan["Plan Rows"])
-
-
 def _canceled(target_name: str) -> TargetError:
     return TargetError(f"check of {target_name} was canceled", title="Check canceled")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -16,6 +16,7 @@ from pglast import ast
 from pglast.enums import ObjectType
 from pglast.parser import ParseError
 
+from plancheck.checks.estimate import Estimate, modifying_ctes
 from plancheck.checks.result import CheckResult, CheckType, Status
 from plancheck.checks.rules.script import Script, on_parser_stack
 
@@ -117,22 +118,27 @@ def summarize(sql: str, target_name: str, session: TargetSession | None, script:
 
 
 def build_report(statements: Sequence[Statement], session: TargetSession | None) -> dict[str, Any]:
-    """Counts, tables with row estimates, and affected rows (DML sampled and scaled, see below).
+    """Counts, tables with row estimates, affected rows (DML sampled and scaled, see below), and whether
+    that figure can be trusted.
 
     Affected rows = EXPLAIN estimates of up to MAX_DML_SAMPLES evenly spaced DML statements, averaged
     and scaled to the number of DML statements (statements the planner cannot plan on the target are
     left out of the average) + rows written by INSERT … VALUES + current rows of the distinct existing
-    tables that row-touching DDL names.
+    tables that row-touching DDL names. Anything that makes the DML figure a guess — sampling, a
+    statement the target cannot plan, a row count that hangs on a subquery's result, a data-modifying
+    CTE — is listed in `estimate_doubts`, and `estimate_reliable` is false.
     """
     tables = sorted(_distinct(table for s in statements for table in s.tables))
     rows = {table: session.table_row_estimate(*table) if session else None for table in tables}
     dml = [s for s in statements if s.kind in _ESTIMATED_DML and s.inserted_rows is None]
     sampled = even_sample(dml, MAX_DML_SAMPLES) if session else []
-    estimates = [e for e in (session.estimate_rows(s.text) for s in sampled) if e is not None] if session else []
-    dml_rows = round(sum(estimates) * len(dml) / len(estimates)) if estimates else 0
+    planned = [(s, session.estimate(s.text)) for s in sampled] if session else []
+    estimates = [estimate for _, estimate in planned if estimate is not None]
+    dml_rows = round(sum(e.rows for e in estimates) * len(dml) / len(estimates)) if estimates else 0
     inserted = sum(s.inserted_rows or 0 for s in statements)
     ddl_tables = _distinct(table for s in statements if s.kind in _ROW_TOUCHING_DDL for table in s.tables)
     ddl_rows = sum(rows[table] or 0 for table in ddl_tables)
+    doubts = _doubts(len(dml), planned, session is not None)
     return {
         "statement_types": dict(sorted(Counter(s.kind for s in statements).items())),
         "changed_resources": [{"schema": schema, "table": name, "row_estimate": rows[(schema, name)]}
@@ -141,7 +147,22 @@ def build_report(statements: Sequence[Statement], session: TargetSession | None)
         "dml_total": len(dml),
         "dml_sampled": len(sampled),
         "dml_estimated": len(estimates),
+        "estimate_reliable": not doubts,
+        "estimate_doubts": doubts,
     }
+
+
+def _doubts(dml_total: int, planned: Sequence[tuple[Statement, Estimate | None]], connected: bool) -> list[str]:
+    """Why the DML part of the affected rows may be far off, for people; empty when it can be trusted."""
+    if dml_total and not connected:
+        return [f"{dml_total} DML statement{'' if dml_total == 1 else 's'} not planned: no target connection"]
+    doubts = _distinct(f"{s.kind}: {doubt}" for s, estimate in planned if estimate for doubt in estimate.doubts)
+    unplanned = sum(1 for _, estimate in planned if estimate is None)
+    if unplanned:
+        doubts.append(f"{unplanned} of {len(planned)} sampled DML statements could not be estimated")
+    if len(planned) < dml_total:
+        doubts.append(f"only {len(planned)} of {dml_total} DML statements were planned and the total scaled from them")
+    return doubts
 
 
 def describe(report: dict[str, Any]) -> str:
@@ -151,9 +172,8 @@ def describe(report: dict[str, Any]) -> str:
     parts = [f"{total} statement{'' if total == 1 else 's'}"
              + (f" ({', '.join(f'{kind} {count}' for kind, count in types.items())})" if types else "")]
     parts.append(f"~{report['affected_rows']:,} rows affected")
-    unestimated = report["dml_sampled"] - report["dml_estimated"]
-    if unestimated:
-        parts.append(f"{unestimated} of {report['dml_sampled']} sampled DML statements could not be estimated")
+    if report["estimate_doubts"]:
+        parts.append(f"row estimate uncertain ({'; '.join(report['estimate_doubts'])})")
     tables = [_describe_table(resource) for resource in report["changed_resources"]]
     if tables:
         more = len(tables) - MAX_TABLES_IN_TEXT
@@ -174,9 +194,13 @@ def _describe_table(resource: dict[str, Any]) -> str:
 
 
 def _classify(node: ast.Node, text: str) -> Statement:
-    kind = statement_kind(node)
-    inserted = _inserted_rows(node) if isinstance(node, ast.InsertStmt) else None
-    return Statement(text=text, kind=kind, tables=_tables(node, kind), inserted_rows=inserted)
+    """A statement's kind is what it changes: `WITH d AS (DELETE …) SELECT …` is a DELETE; the tables
+    of its data-modifying CTEs count as changed."""
+    ctes = modifying_ctes(node)
+    kind = statement_kind(ctes[0] if ctes and isinstance(node, ast.SelectStmt) else node)
+    inserted = _inserted_rows(node) if isinstance(node, ast.InsertStmt) and not ctes else None
+    tables = [*(table for cte in ctes for table in _tables(cte, statement_kind(cte))), *_tables(node, kind)]
+    return Statement(text=text, kind=kind, tables=tuple(_distinct(tables)), inserted_rows=inserted)
 
 
 def statement_kind(node: ast.Node) -> str:

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 class Target:
     """One database a plan's SQL is checked against.
 
-    `url` carries the resolved credentials; it is excluded from repr so it never lands in a log line
-    or a traceback, and results name the target only by `name` ("instance/database").
+    `url` is a libpq connection string carrying the resolved credentials: the key=value form that
+    `resolve_url` builds from keyword parameters, or a postgresql:// URL. It is excluded from repr so
+    it never lands in a log line or a traceback, and results name the target only by `name`
+    ("instance/database").
     """
 
     instance_key: str

@@ -109,10 +109,9 @@ def _group_members(
     if key not in groups:
         raise InvalidPlan(f"unknown database group {key!r}")
     try:
-        compiled = compile_expression(groups[key])
+        members = select_members(compile_expression(groups[key]), databases, sampling_size)
     except InvalidExpression as error:
         raise InvalidPlan(f"database group {key!r} has an invalid expression: {error}") from None
-    members = select_members(compiled, databases, sampling_size)
     if not members:
         raise InvalidPlan(f"database group {key!r} matches no database")
     return members

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from plancheck.cli import render
 from plancheck.cli.common import JsonOption, api, emit, fail, parse_labels, read_bytes
-from plancheck.redact import redact_urls
+from plancheck.conninfo import display_url
 
 db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
 project_app = typer.Typer(help="Projects: settings (SQL review rule levels) and their databases.", no_args_is_help=True)
@@ -30,9 +29,9 @@ def db_upgrade(json_output: JsonOption = False) -> None:
     """Create or migrate the metadata database schema (PLANCHECK_DATABASE_URL) to the latest revision."""
     plancheck = api()
     revision = plancheck.upgrade_database()
-    url = redact_urls(plancheck.settings.database_url)
+    url = display_url(plancheck.settings.database_url)
     emit(json_output, {"revision": revision, "database_url": url},
-         f"metadata database {url} is at revision [bold]{revision}[/]")
+         f"metadata database {render.safe(url)} is at revision [bold]{render.safe(revision)}[/]")
 
 
 # -- project --------------------------------------------------------------------------------------
@@ -40,7 +39,7 @@ def _project_settings(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
     try:
-        settings = json.loads(read_bytes(path, "settings file"))
+        settings = json.loads(read_bytes(path, "settings file").decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         fail(f"settings file {str(path)!r} is not valid JSON: {exc}")
     if not isinstance(settings, dict):
@@ -57,14 +56,15 @@ def project_create(
 ) -> None:
     """Create a project."""
     project_id = api().create_project(key, title, _project_settings(settings))
-    emit(json_output, {"project_id": project_id, "key": key}, f"project [bold]{key}[/] created (id {project_id})")
+    emit(json_output, {"project_id": project_id, "key": key},
+         f"project [bold]{render.safe(key)}[/] created (id {project_id})")
 
 
 @project_app.command("archive")
 def project_archive(key: Annotated[str, typer.Argument(metavar="KEY")], json_output: JsonOption = False) -> None:
     """Archive a project: it takes no new plans."""
     api().set_project_archived(key, True)
-    emit(json_output, {"key": key, "archived": True}, f"project [bold]{key}[/] archived")
+    emit(json_output, {"key": key, "archived": True}, f"project [bold]{render.safe(key)}[/] archived")
 
 
 # -- instance -------------------------------------------------------------------------------------
@@ -80,20 +80,37 @@ def instance_add(
 ) -> None:
     """Register a PostgreSQL instance (the URL's password is stored, never printed)."""
     instance_id = api().add_instance(key, url, env, password_env)
-    shown = redact_urls(url)
+    shown = display_url(url)
     emit(json_output, {"instance_id": instance_id, "key": key, "url": shown, "environment": env,
                        "password_env": password_env},
-         f"instance [bold]{key}[/] added (id {instance_id}, {escape(shown)}, environment {env})")
+         f"instance [bold]{render.safe(key)}[/] added (id {instance_id}, {render.safe(shown)}, "
+         f"environment {render.safe(env)})")
 
 
 @instance_app.command("sync")
 def instance_sync(
-    key: Annotated[str, typer.Argument(metavar="KEY")], project: ProjectOption = None, json_output: JsonOption = False
+    key: Annotated[str, typer.Argument(metavar="KEY")],
+    project: ProjectOption = None,
+    env: Annotated[
+        str | None, typer.Option("--env", help="Environment of databases new to plancheck (default: the instance's).")
+    ] = None,
+    include: Annotated[
+        list[str] | None, typer.Option("--include", help="Only databases matching this glob, e.g. 'shop_*'; repeat.")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Skip databases matching this glob; repeat.")
+    ] = None,
+    json_output: JsonOption = False,
 ) -> None:
-    """Register every database the instance holds (optionally into a project)."""
-    names = api().sync_instance(key, project)
-    emit(json_output, {"instance": key, "project": project, "databases": names},
-         f"instance [bold]{key}[/]: {len(names)} database(s) registered: {', '.join(names)}")
+    """Register the instance's databases (optionally into a project); registered ones keep their settings."""
+    synced = api().sync_instance(key, project, env, include or (), exclude or ())
+    skipped = ", ".join(f"{name} ({why})" for name, why in synced.skipped.items())
+    lines = [f"instance [bold]{render.safe(key)}[/]: {len(synced.added)} database(s) added"
+             + (f": {render.safe(', '.join(synced.added))}" if synced.added else ""),
+             f"{len(synced.kept)} already registered, kept as they were"]
+    if skipped:
+        lines.append(f"skipped: {render.safe(skipped)}")
+    emit(json_output, {**synced.to_json(), "project": project}, "\n".join(lines))
 
 
 # -- database -------------------------------------------------------------------------------------
@@ -134,7 +151,7 @@ def group_create(
     """Create a database group in a project."""
     group_id = api().create_group(project, key, expr)
     emit(json_output, {"group_id": group_id, "project": project, "key": key, "expression": expr},
-         f"group [bold]{key}[/] created in project {project} (id {group_id})")
+         f"group [bold]{render.safe(key)}[/] created in project {render.safe(project)} (id {group_id})")
 
 
 @group_app.command("show")
@@ -142,4 +159,4 @@ def group_show(project: ProjectArg, key: GroupArg, json_output: JsonOption = Fal
     """The databases the group matches now."""
     members = api().show_group(project, key)
     emit(json_output, {"project": project, "group": key, "databases": members},
-         render.databases_table(members, title=f"Group {key} ({len(members)} database(s))"))
+         render.databases_table(members, title=f"Group {render.safe(key)} ({len(members)} database(s))"))

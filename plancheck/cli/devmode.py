@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
 from plancheck.cli import render
 from plancheck.cli.common import stderr, stdout
@@ -105,8 +104,8 @@ def _demo(
         return
     for run in runs:
         assert run.checks is not None
-        info.rule(f"[bold]plan {run.plan_id}: {escape(run.plan.title)}[/]")
-        info.print(escape(run.plan.sql.rstrip()), style="dim", highlight=False)
+        info.rule(f"[bold]plan {run.plan_id}: {render.safe(run.plan.title)}[/]")
+        info.print(render.safe(run.plan.sql.rstrip(), newlines=True), style="dim", highlight=False)
         info.print()
         render.render_checks(info, run.checks, show_attempts=False, compact=True)
         info.print()

@@ -8,6 +8,7 @@ Exit codes: 0 success; 1 and 2 are `plan checks` verdicts (see `plancheck.cli.re
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ import typer
 
 from plancheck.cli import catalog, ops, plans
 from plancheck.cli.common import EXIT_USAGE, CliError, JsonOption, stderr
+from plancheck.cli.render import plain
 
 app = typer.Typer(
     name="plancheck",
@@ -74,30 +76,31 @@ def error_message(exc: BaseException) -> str | None:
     from sqlalchemy.exc import DBAPIError, OperationalError
 
     from plancheck.errors import PlancheckError
-    from plancheck.redact import redact_urls
+    from plancheck.redact import error_line
     from plancheck.settings import SettingsError
 
     if isinstance(exc, (PlancheckError, SettingsError, CliError)):
         return str(exc)
+    secrets = _metadata_secrets()
     if isinstance(exc, DBAPIError):
-        detail = _first_line(exc.orig or exc)
+        detail = error_line(exc, *secrets)
         if type(exc.orig).__name__ == "UndefinedTable":
             return f"the metadata database has no plancheck schema; run `plancheck db upgrade` ({detail})"
         if isinstance(exc, OperationalError):
             return f"cannot use the metadata database (PLANCHECK_DATABASE_URL): {detail}"
         return f"database error: {detail}"
     if type(exc).__module__.startswith("psycopg"):  # direct connections (the demo's sample data)
-        return f"database error: {_first_line(exc)}"
+        return f"database error: {error_line(exc, *secrets)}"
     if type(exc).__module__.startswith("alembic"):
-        return f"migration failed: {redact_urls(str(exc))}"
+        return f"migration failed: {error_line(exc, *secrets)}"
     return None
 
 
-def _first_line(exc: BaseException) -> str:
-    from plancheck.redact import redact_urls
+def _metadata_secrets() -> tuple[str, ...]:
+    """Every spelling of the metadata database's password, to mask in error texts."""
+    from plancheck.redact import url_secrets
 
-    lines = str(exc).strip().splitlines()
-    return redact_urls(lines[0] if lines else type(exc).__name__)
+    return url_secrets(os.environ.get("PLANCHECK_DATABASE_URL", ""))
 
 
 def _click_exceptions() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
@@ -132,7 +135,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         result = app(args=list(argv) if argv is not None else None, prog_name="plancheck", standalone_mode=False)
     except usage_errors as exc:
-        exc.show()  # type: ignore[attr-defined]
+        message = plain(one_line(exc.format_message()))  # type: ignore[attr-defined]
+        stderr.print(f"error: {message} (see --help)", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except aborts:
         stderr.print("aborted", markup=False)
@@ -141,7 +145,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         message = error_message(exc)
         if message is None:
             raise
-        stderr.print(f"error: {one_line(message)}", markup=False, highlight=False, soft_wrap=True)
+        stderr.print(f"error: {plain(one_line(message))}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
     return result if isinstance(result, int) else 0
 

@@ -6,10 +6,10 @@
 from __future__ import annotations
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from plancheck.cli.common import EXIT_USAGE, JsonOption, emit, stderr
+from plancheck.cli.render import plain, safe
 from plancheck.settings import Settings, SettingsError, load_settings
 
 
@@ -18,7 +18,7 @@ def _settings() -> Settings:
     try:
         return load_settings()
     except SettingsError as exc:
-        stderr.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        stderr.print(f"error: {plain(exc)}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
 
 
@@ -48,7 +48,7 @@ def status(
     for column in ("check", "status", "detail"):
         table.add_column(column)
     for check in health.checks:
-        table.add_row(check.name, "[green]OK[/]" if check.ok else "[red]FAIL[/]", escape(check.detail))
+        table.add_row(check.name, "[green]OK[/]" if check.ok else "[red]FAIL[/]", safe(check.detail))
     emit(json_output, health.to_json(), table)
     raise typer.Exit(0 if health.healthy else 1)
 

@@ -7,18 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from plancheck.cli import render
 from plancheck.cli.common import JsonOption, api, emit, read_bytes, stderr, stdout
+from plancheck.errors import MAX_ID
 
 plan_app = typer.Typer(help="Plans: submit SQL for target databases and read its checks.", no_args_is_help=True)
 issue_app = typer.Typer(help="Issues: approval of a checked plan.", no_args_is_help=True)
 rollout_app = typer.Typer(help="Rollouts: created once a plan's issue is approved and its checks are clean.",
                           no_args_is_help=True)
 
-PlanId = Annotated[int, typer.Argument(metavar="PLAN_ID", help="Plan id.", min=1)]
+PlanId = Annotated[int, typer.Argument(metavar="PLAN_ID", help="Plan id.", min=1, max=MAX_ID)]
 
 
 @plan_app.command("create")
@@ -73,7 +72,7 @@ def plan_rerun(plan_id: PlanId, json_output: JsonOption = False) -> None:
 
 @plan_app.command("cancel")
 def plan_cancel(
-    plan_ids: Annotated[list[int], typer.Argument(metavar="PLAN_ID", help="Plan ids.", min=1)],
+    plan_ids: Annotated[list[int], typer.Argument(metavar="PLAN_ID", help="Plan ids.", min=1, max=MAX_ID)],
     json_output: JsonOption = False,
 ) -> None:
     """Cancel plans' unfinished checks (running work stops within a heartbeat)."""
@@ -93,7 +92,7 @@ def issue_create(plan_id: PlanId, json_output: JsonOption = False) -> None:
 
 @issue_app.command("approve")
 def issue_approve(
-    issue_id: Annotated[int, typer.Argument(metavar="ISSUE_ID", help="Issue id.", min=1)],
+    issue_id: Annotated[int, typer.Argument(metavar="ISSUE_ID", help="Issue id.", min=1, max=MAX_ID)],
     json_output: JsonOption = False,
 ) -> None:
     """Approve an issue; a rollout follows when the plan's checks are clean."""
@@ -108,10 +107,5 @@ def rollout_show(plan_id: PlanId, json_output: JsonOption = False) -> None:
     if rollout is None:
         emit(json_output, None, f"plan {plan_id} has no rollout yet (it needs an approved issue and clean checks)")
         return
-    table = Table(title=f"Rollout {rollout.id} of plan {plan_id} (version {rollout.plan_version})",
-                  title_justify="left")
-    table.add_column("target")
-    table.add_column("status")
-    for task in rollout.tasks:
-        table.add_row(escape(str(task.get("target"))), escape(str(task.get("status"))))
-    emit(json_output, asdict(rollout), table)
+    title = f"Rollout {rollout.id} of plan {plan_id} (version {rollout.plan_version})"
+    emit(json_output, asdict(rollout), render.tasks_table(rollout.tasks, title))

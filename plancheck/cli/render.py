@@ -6,6 +6,7 @@ Command parsing lives in the other `plancheck.cli` modules; this one never talks
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from uuid import UUID
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from plancheck.api import Checks
@@ -25,6 +27,11 @@ SUMMARY_TYPE = "STATEMENT_SUMMARY_REPORT"
 LEVELS = ("ERROR", "WARNING", "SUCCESS")
 LEVEL_STYLE = {"ERROR": "bold red", "WARNING": "yellow", "SUCCESS": "green"}
 STATUS_STYLE = {"DONE": "green", "FAILED": "bold red", "CANCELED": "magenta", "RUNNING": "cyan", "AVAILABLE": "cyan"}
+
+# C0 and C1 control characters, DEL, and the bidirectional-text controls that reorder what a terminal
+# shows: in names, titles, messages or reasons (user or target content) they could clear the screen,
+# retitle the window or hide text, so they are shown as escapes instead.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 # `plan checks` exit codes (README "Exit codes").
 EXIT_CLEAN = 0
@@ -129,6 +136,18 @@ def progress_text(status: str, done: int, total: int | None, elapsed: float) -> 
     return f"{status} {targets}, {elapsed:.1f}s elapsed"
 
 
+# -- text for a terminal --------------------------------------------------------------------------
+def plain(value: Any, newlines: bool = False) -> str:
+    """`value` as text a terminal shows literally: control characters as escapes (`\\x1b`, `\\u202e`),
+    line breaks kept only when `newlines` says a break is intended."""
+    return _CONTROL.sub(lambda m: m[0] if newlines and m[0] == "\n" else repr(m[0])[1:-1], str(value))
+
+
+def safe(value: Any, newlines: bool = False) -> str:
+    """`plain` with rich markup escaped: for user or target text inside markup (tables, styled lines)."""
+    return escape(plain(value, newlines))
+
+
 # -- JSON -----------------------------------------------------------------------------------------
 def _json_default(value: Any) -> Any:
     if isinstance(value, (datetime, date)):
@@ -146,7 +165,11 @@ def json_text(data: Any) -> str:
 
 
 def print_json(console: Console, data: Any) -> None:
-    console.print_json(json_text(data)) if console.is_terminal else console.file.write(json_text(data) + "\n")
+    """Exact JSON; on a terminal highlighted, with every non-ASCII character escaped (C1 controls too)."""
+    if console.is_terminal:
+        console.print_json(json_text(data), ensure_ascii=True)
+    else:
+        console.file.write(json_text(data) + "\n")
 
 
 # -- tables for people ----------------------------------------------------------------------------
@@ -155,7 +178,7 @@ def key_value_table(rows: Mapping[str, Any], title: str | None = None) -> Table:
     table.add_column(style="bold")
     table.add_column()
     for key, value in rows.items():
-        table.add_row(escape(key), escape("" if value is None else str(value)))
+        table.add_row(safe(key), safe("" if value is None else value))
     return table
 
 
@@ -169,8 +192,8 @@ def databases_table(databases: Sequence[Mapping[str, Any]], title: str = "Databa
     table.add_column("environment")
     table.add_column("labels")
     for database in databases:
-        table.add_row(escape(database["target"]), escape(str(database.get("environment") or "")),
-                      escape(labels_text(database.get("labels"))))
+        table.add_row(safe(database["target"]), safe(database.get("environment") or ""),
+                      safe(labels_text(database.get("labels"))))
     return table
 
 
@@ -185,13 +208,23 @@ def target_table(group: TargetResults, compact: bool = False) -> Table:
         level = str(finding.get("status", ""))
         content = str(finding.get("content", ""))
         table.add_row(
-            f"[{LEVEL_STYLE.get(level, '')}]{escape(level)}[/]",
-            escape(str(finding.get("title", ""))),
-            position_text(finding),
-            escape(first_sentence(content) if compact else content),
+            Text(plain(level), style=LEVEL_STYLE.get(level, "")),
+            safe(finding.get("title", "")),
+            safe(position_text(finding)),
+            safe(first_sentence(content) if compact else content, newlines=True),
         )
     if not group.findings:
         table.add_row("", "", "", "[dim]no findings[/]")
+    return table
+
+
+def tasks_table(tasks: Sequence[Mapping[str, Any]], title: str) -> Table:
+    """A rollout's tasks: target and status."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("target")
+    table.add_column("status")
+    for task in tasks:
+        table.add_row(safe(task.get("target")), safe(task.get("status")))
     return table
 
 
@@ -204,10 +237,10 @@ def attempts_table(attempts: Sequence[Mapping[str, Any]]) -> Table:
         table.add_row(
             str(attempt.get("generation", "")),
             str(attempt.get("attempt", "")),
-            escape(str(attempt.get("worker") or "")),
+            safe(attempt.get("worker") or ""),
             started.isoformat(timespec="seconds") if isinstance(started, datetime) else str(started or ""),
             duration_text(started, attempt.get("finished_at")),
-            escape(str(attempt.get("outcome") or "running")),
+            safe(attempt.get("outcome") or "running"),
         )
     return table
 
@@ -224,19 +257,19 @@ def status_line(checks: Checks) -> str:
     line = (f"plan {checks.plan_id}: [{style}]{state}[/] — {checks.targets_done}/{total} targets checked, "
             f"{counts['ERROR']} error(s), {counts['WARNING']} warning(s)")
     if checks.reason:
-        line += f" — reason: {escape(checks.reason)}"
+        line += f" — reason: {safe(checks.reason)}"
     return line
 
 
 def render_checks(console: Console, checks: Checks, show_attempts: bool = True, compact: bool = False) -> None:
     """The readable report of a plan's checks: one table per target, its summary line, the verdict."""
     for group in group_results(checks.results):
-        console.print(f"[bold]{escape(group.target)}[/]  {group.count('ERROR')} error(s), "
+        console.print(f"[bold]{safe(group.target)}[/]  {group.count('ERROR')} error(s), "
                       f"{group.count('WARNING')} warning(s)")
         console.print(target_table(group, compact))
         for summary in group.summaries:
             style = LEVEL_STYLE.get(str(summary.get("status")), "")
-            console.print(f"  [bold]summary[/] [{style}]{escape(summary_text(summary))}[/]")
+            console.print(Text.assemble("  ", ("summary", "bold"), " ", (plain(summary_text(summary)), style)))
         console.print()
     if show_attempts and checks.attempts:
         console.print(attempts_table(checks.attempts))
@@ -268,7 +301,7 @@ class WaitProgress:
         progress = progress_text(checks.status, checks.targets_done, checks.targets_total, elapsed)
         text = f"plan {self.plan_id}: {progress}"
         if self._status is not None:
-            self._status.update(escape(text))
+            self._status.update(safe(text))
             return
         state = (checks.status, checks.targets_done, checks.targets_total)
         if state != self._last:

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, Text, any_, literal, select, update
+from sqlalchemy import Connection, Row, Text, any_, literal, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import IntegrityError
 
@@ -55,20 +55,32 @@ def get_instance(conn: Connection, key: str) -> Row[Any]:
     return row
 
 
+def metadata_identity(conn: Connection) -> tuple[int, str]:
+    """(system identifier of the server, name) of the metadata database, to recognise it on an instance."""
+    row = conn.execute(
+        text("SELECT (SELECT system_identifier FROM pg_catalog.pg_control_system()), current_database()")
+    ).one()
+    return int(row[0]), str(row[1])
+
+
 def register_databases(
     conn: Connection, instance_id: int, names: Sequence[str], environment: str, project_id: int | None
-) -> None:
-    """Insert databases found on an instance; a database registered before keeps its settings."""
+) -> list[str]:
+    """Insert databases found on an instance; a database registered before keeps its environment, labels
+    and project (a project is only given to one that has none). Returns the names inserted now."""
+    added = []
     for name in names:
         values = {"instance_id": instance_id, "name": name, "environment": environment, "project_id": project_id}
-        statement = insert(Database).values(**values).on_conflict_do_nothing(index_elements=["instance_id", "name"])
-        conn.execute(statement)
+        statement = (insert(Database).values(**values).on_conflict_do_nothing(index_elements=["instance_id", "name"])
+                     .returning(Database.name))
+        added += conn.execute(statement).scalars().all()
         if project_id is not None:
             conn.execute(
                 update(Database)
                 .where(Database.instance_id == instance_id, Database.name == name, Database.project_id.is_(None))
                 .values(project_id=project_id)
             )
+    return added
 
 
 def update_database(conn: Connection, instance_key: str, name: str, values: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -12,14 +13,24 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine
 
+from plancheck.conninfo import engine_url
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def create_metadata_engine(url: str, **options: Any) -> Engine:
+    """An engine on the metadata database, connected from the URL's keyword parameters: a password
+    with spaces, `@`, `%` or quotes works, and the URL is never rendered back to text."""
+    return create_engine(engine_url(url), **options)
 
 
 @cache
 def _engine(url: str, pid: int) -> Engine:
     # A connect gives up after a while: beat's maintenance and heartbeats must not hang on a network
     # partition (an unreachable server refuses at once anyway).
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 10})
+    return create_metadata_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 10}
+    )
 
 
 def engine_for(url: str) -> Engine:
@@ -43,8 +54,9 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-def current_revision(url: str) -> str | None:
-    with engine_for(url).connect() as conn:
+def current_revision(url: str, engine: Engine | None = None) -> str | None:
+    """The schema revision of the metadata database (through `engine` if given, e.g. one with timeouts)."""
+    with (engine or engine_for(url)).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 

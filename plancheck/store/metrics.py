@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from functools import cache
 
-from sqlalchemy import Connection, Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, text
 
+from plancheck.store.db import create_metadata_engine
 from plancheck.store.models import RUN_STATUSES
 
 # Upper bounds (seconds) of the latency histograms: milliseconds for claim-to-start (the dispatch
@@ -54,8 +54,8 @@ class AttemptTotals:
 
 @cache
 def _probe_engine(url: str, pid: int, timeout: int) -> Engine:
-    return create_engine(
-        make_url(url),
+    return create_metadata_engine(
+        url,
         pool_size=1,
         max_overflow=2,
         pool_pre_ping=True,

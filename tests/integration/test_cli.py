@@ -247,7 +247,8 @@ def test_bad_catalog_requests(plancheck_env: dict[str, str], api: Plancheck, tmp
 
 def test_bad_settings_and_unreachable_database(plancheck_env: dict[str, str]) -> None:
     for bad in ({"PLANCHECK_DATABASE_URL": "mysql://x"}, {"PLANCHECK_DATABASE_URL": "not a url"},
-                {"PLANCHECK_LEASE_SECONDS": "soon"}, {"PLANCHECK_BROKER_URL": "kafka://x"}):
+                {"PLANCHECK_LEASE_SECONDS": "soon"}, {"PLANCHECK_BROKER_URL": "http://x"},
+                {"PLANCHECK_LEASE_SECONDS": "nan"}):
         assert_one_line_error(cli({**plancheck_env, **bad}, "plan", "checks", "1"), next(iter(bad)))
 
     password_url = make_url("postgresql+psycopg://someone:hunter2@127.0.0.1:1/nothing")
@@ -263,3 +264,54 @@ def test_usage_errors_exit_3_not_2(plancheck_env: dict[str, str]) -> None:
     assert done.returncode == 3 and "--wiat" in done.stderr
     assert cli(plancheck_env, "plan", "checks", "not-a-number").returncode == 3
     assert cli(plancheck_env, "--help").returncode == 0
+
+
+def test_bad_ids_keys_urls_and_settings_are_one_line_errors(
+    plancheck_env: dict[str, str], api: Plancheck, tmp_path: Path
+) -> None:
+    huge = "99999999999999999999"
+    for args in (["plan", "checks", huge], ["plan", "checks", huge, "--wait", "--json"], ["plan", "rerun", huge],
+                 ["plan", "cancel", "1", huge], ["issue", "create", huge], ["issue", "approve", huge],
+                 ["rollout", "show", huge], ["plan", "checks", "0"]):
+        done = cli(plancheck_env, *args)
+        assert_one_line_error(done)
+        assert "bigint" not in done.stderr and "database error" not in done.stderr, args
+    largest = str(2**63 - 1)
+    assert_one_line_error(cli(plancheck_env, "plan", "checks", largest), f"plan {largest} not found")
+
+    for url in ("postgresql://u@h:99999/db", "postgresql://u:se%20cret@h:abc/db"):
+        done = cli(plancheck_env, "instance", "add", "x", "--url", url)
+        assert_one_line_error(done, "invalid port")
+        assert "invalid literal" not in done.stderr and "se cret" not in done.stderr and "se%20cret" not in done.stderr
+
+    for key in ("bad key", "café", "k" * 64, "semi;colon", "\x1b[2J"):
+        assert_one_line_error(cli(plancheck_env, "project", "create", key), "project key")
+    ok(plancheck_env, "project", "create", "k" * 63)
+    assert_one_line_error(cli(plancheck_env, "group", "create", "k" * 63, "g g", "--expr", "true"), "group key")
+    assert_one_line_error(cli(plancheck_env, "instance", "add", "in/st", "--url", "postgresql://u@h/db"),
+                          "instance key")
+    assert_one_line_error(cli(plancheck_env, "instance", "add", "x", "--url", "postgresql://u@h/db", "--env",
+                              "pro d"), "environment 'pro d'")
+
+    settings = tmp_path / "settings.json"
+    for content, fragment in (({"ci_sampling_size": -1}, "ci_sampling_size must be greater than or equal to 0"),
+                              ({"risk_affected_rows": "lots"}, "risk_affected_rows must be a whole number"),
+                              ({"risk_afected_rows": 5}, "unknown setting 'risk_afected_rows'"),
+                              ({"sql_review": {"rules": []}}, "sql_review.rules must be a JSON object"),
+                              ({"sql_review": {"rules": {"naming.table": {"levle": "ERROR"}}}}, "levle"),
+                              ([1, 2], "must hold a JSON object")):
+        settings.write_text(json.dumps(content))
+        assert_one_line_error(cli(plancheck_env, "project", "create", "p2", "--settings", str(settings)), fragment)
+    settings.write_bytes(b"\xef\xbb\xbf" + json.dumps({"ci_sampling_size": 0}).encode())  # a BOM is fine here too
+    ok(plancheck_env, "project", "create", "p3", "--settings", str(settings))
+    assert count(api, "project") == 2
+
+
+def test_a_byte_order_mark_is_not_sql(
+    plancheck_env: dict[str, str], target: str, api: Plancheck, tmp_path: Path
+) -> None:
+    plan_id = ok_json(plancheck_env, "plan", "create", "shop", "--sql",
+                      sql_file(tmp_path, b"\xef\xbb\xbf" + CLEAN_SQL.encode()), "--target", target)["plan_id"]
+    with api.engine.connect() as conn:
+        assert conn.execute(text("SELECT content FROM sheet")).scalar_one() == CLEAN_SQL
+    assert api.checks(plan_id).plan_id == plan_id

@@ -29,9 +29,9 @@ class FlowerClient:
     def __init__(self, port: int) -> None:
         self.base = f"http://127.0.0.1:{port}"
 
-    def status(self, path: str, credentials: str | None = f"{USER}:{PASSWORD}") -> int:
+    def status(self, path: str, credentials: str | None = f"{USER}:{PASSWORD}", method: str = "GET") -> int:
         try:
-            with urllib.request.urlopen(self._request(path, credentials), timeout=10) as response:
+            with urllib.request.urlopen(self._request(path, credentials, method), timeout=10) as response:
                 return int(response.status)
         except urllib.error.HTTPError as error:
             return error.code
@@ -43,17 +43,21 @@ class FlowerClient:
         with urllib.request.urlopen(self._request(path, f"{USER}:{PASSWORD}"), timeout=10) as response:
             return response.read().decode()
 
-    def _request(self, path: str, credentials: str | None) -> urllib.request.Request:
-        request = urllib.request.Request(self.base + path)
+    def _request(self, path: str, credentials: str | None, method: str = "GET") -> urllib.request.Request:
+        data = b"{}" if method == "POST" else None
+        request = urllib.request.Request(self.base + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
         if credentials:
             request.add_header("Authorization", "Basic " + base64.b64encode(credentials.encode()).decode())
         return request
 
 
 def start_flower(cluster: Cluster, log_dir: Path, port: int) -> Process:
-    """`celery -A plancheck flower`, stopped with the cluster."""
-    args = ["flower", "--address=127.0.0.1", f"--port={port}", f"--basic-auth={USER}:{PASSWORD}"]
-    process = start_celery("flower", args, env=cluster.env, log_dir=log_dir, signal_group=False)
+    """`celery -A plancheck flower`, stopped with the cluster; credentials from the environment, as
+    docker-compose.yml gives them (never on the command line)."""
+    args = ["flower", "--address=127.0.0.1", f"--port={port}"]
+    env = {**cluster.env, "FLOWER_BASIC_AUTH": f"{USER}:{PASSWORD}"}
+    process = start_celery("flower", args, env=env, log_dir=log_dir, signal_group=False)
     cluster.processes.append(process)
     return process
 
@@ -124,3 +128,14 @@ def test_flower_lists_plancheck_tasks(
     assert client.status("/api/tasks", credentials=None) == 401
     assert client.status("/api/workers", credentials=f"{USER}:wrong") == 401
     assert client.status("/", credentials=None) == 401
+    # The task-sending API is behind the same credentials: without them nobody can send a task.
+    for path in ("/api/task/async-apply/plancheck.run", "/api/task/send-task/plancheck.claim",
+                 "/api/task/apply/plancheck.run"):
+        assert client.status(path, credentials=None, method="POST") == 401, path
+        assert client.status(path, credentials=f"{USER}:wrong", method="POST") == 401, path
+    assert PASSWORD not in " ".join(flower.popen.args)  # not on the command line, where `ps` shows it
+    # Flower 2 serves its Prometheus metrics and health check without credentials: counts by task name
+    # and worker, never a task's arguments (so never a run token).
+    assert client.status("/metrics", credentials=None) == client.status("/healthcheck", credentials=None) == 200
+    tokens = [args[1] for args in run_args]
+    assert not [token for token in tokens if token in flower_metrics]

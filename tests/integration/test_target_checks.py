@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from plancheck.checks import CheckStopped, ReviewConfig, Target, TargetError, check_target
+from plancheck.checks import CheckStopped, ReviewConfig, Target, TargetError, check_target, estimate
 from plancheck.checks.result import CheckResult, CheckType, Status
 from plancheck.checks.session import TargetSession, libpq_url, open_target_session
 from plancheck.checks.summary import summarize
 from plancheck.embedded import free_port
+from plancheck.risk import assess
 
 NEEDLE = f"S3cr3t-Needle-{uuid.uuid4().hex[:8]}"
 CONFIG = ReviewConfig(levels={}, options={})
@@ -167,6 +165,36 @@ def test_a_clean_session_leaves_its_connection_for_the_next_check(shop: str, hol
         assert _backend_pid(session) != first
 
 
+def test_planning_side_effects_never_reach_the_next_check(shop: str) -> None:
+    """A STABLE function the planner evaluates (for a selectivity estimate) may switch the session's
+    timeouts off with set_config(…, false) and take a session-level advisory lock. The EXPLAIN is rolled
+    back, even the first one on a fresh connection, and DISCARD ALL clears the rest before the
+    connection waits for the next check."""
+    function = f"pc_untimed_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(libpq_url(shop), autocommit=True) as admin:
+        admin.execute(f"""
+            CREATE FUNCTION {function}() RETURNS int LANGUAGE plpgsql STABLE AS $$
+            BEGIN
+                PERFORM set_config('statement_timeout', '0', false);
+                PERFORM set_config('lock_timeout', '0', false);
+                PERFORM pg_advisory_lock(4242);
+                RETURN 100;
+            END $$""")
+    timeouts = "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')"
+    target = _target(shop)
+    with open_target_session(target, statement_timeout_ms=4321, lock_timeout_ms=1234) as session:
+        first = _backend_pid(session)
+        assert session.estimate_rows(f"SELECT id FROM orders WHERE id < {function}()") is not None
+        assert session.estimate_rows(f"UPDATE orders SET amount = 0 WHERE id < {function}()") is not None
+        assert session._conn.execute(timeouts).fetchone() == ("4321ms", "1234ms")
+    with psycopg.connect(libpq_url(shop), autocommit=True) as admin:
+        advisory = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s"
+        assert admin.execute(advisory, (first,)).fetchone() == (0,)
+    with open_target_session(target, statement_timeout_ms=4321, lock_timeout_ms=1234) as session:
+        assert _backend_pid(session) == first  # the same pooled connection, its safety settings intact
+        assert session._conn.execute(timeouts).fetchone() == ("4321ms", "1234ms")
+
+
 def test_a_dead_idle_connection_is_replaced_not_reported(shop: str) -> None:
     with open_target_session(_target(shop)) as session:
         first = _backend_pid(session)
@@ -217,6 +245,94 @@ def test_summary_of_unparsable_sql_is_a_warning() -> None:
     result = summarize("DELETE FORM orders;", "pg/shop", None)
     assert result.status == Status.WARNING
     assert "syntax error" in result.content and result.report is None
+
+
+# --- row estimates of every DML form -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def big(create_database: Callable[[str], str]) -> str:
+    """`big` (50,000 rows, k = id % 100), `small` (100 rows, k = id) and an empty `archive`."""
+    url = create_database("big")
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute("CREATE TABLE big (id int PRIMARY KEY, v text, k int)")
+        conn.execute("INSERT INTO big SELECT g, 'x', g % 100 FROM generate_series(1, 50000) g")
+        conn.execute("CREATE TABLE small (id int PRIMARY KEY, k int)")
+        conn.execute("INSERT INTO small SELECT g, g FROM generate_series(1, 100) g")
+        conn.execute("CREATE TABLE archive (id int, v text)")
+        conn.execute("ANALYZE")
+    return url
+
+
+SUBQUERY, CTE = estimate.DEPENDS_ON_SUBQUERY, estimate.MODIFYING_CTE
+DML_FORMS = [
+    # (statement, rows it really changes, planner doubts)
+    ("UPDATE big SET v = (SELECT 'y') WHERE id > 0", 50_000, ()),  # the InitPlan computes v, not the rows
+    ("DELETE FROM big WHERE id > 0 RETURNING (SELECT 1)", 50_000, ()),
+    ("WITH d AS (DELETE FROM big RETURNING 1) SELECT count(*) FROM d", 50_000, (CTE,)),
+    ("WITH d AS (DELETE FROM big WHERE k = 1 RETURNING *) INSERT INTO archive SELECT id, v FROM d", 1_000, (CTE,)),
+    ("INSERT INTO archive SELECT id, v FROM big", 50_000, ()),
+    ("UPDATE big SET v = 'z' FROM small WHERE big.k = small.k", 49_500, ()),
+    ("DELETE FROM big USING small WHERE big.k = small.id AND small.k < 10", 4_500, ()),
+    ("DELETE FROM big WHERE true", 50_000, ()),
+    ("UPDATE big SET v = 'w' WHERE 1 = 1 OR v IS NULL", 50_000, ()),
+    ("MERGE INTO big USING small ON big.id = small.id WHEN MATCHED THEN UPDATE SET v = 'm'", 100, ()),
+    ("UPDATE big SET v = 'a' WHERE k = (SELECT max(k) FROM small)", 0, (SUBQUERY,)),  # k tops out at 99
+    ("DELETE FROM big b WHERE b.k > (SELECT avg(s.k) FROM small s WHERE s.id = b.id)", 0, (SUBQUERY,)),
+]
+
+
+@pytest.mark.parametrize(("sql", "changed", "doubts"), DML_FORMS, ids=[sql[:40] for sql, _, _ in DML_FORMS])
+def test_every_dml_form_is_estimated_from_the_rows_it_changes(
+    big: str, sql: str, changed: int, doubts: tuple[str, ...]
+) -> None:
+    with open_target_session(_target(big)) as session:
+        found = session.estimate(sql)
+    assert found is not None and found.doubts == doubts
+    if SUBQUERY not in doubts:  # the planner's figure is close to what the statement would really change
+        assert 0.8 * changed <= found.rows <= 1.2 * changed, found
+    assert _snapshot(big) == {"archive": 0, "big": 50_000, "small": 100}
+
+
+def _risk(result: CheckResult, threshold: int = 10_000) -> str:
+    return assess([result.to_json()], {result.target: "test"}, threshold).risk
+
+
+def test_summary_and_risk_never_understate_a_change(big: str) -> None:
+    with open_target_session(_target(big)) as session:
+        initplan = summarize("UPDATE big SET v = (SELECT 'y') WHERE id > 0;", "pg/big", session)
+        in_cte = summarize("WITH d AS (DELETE FROM big RETURNING 1) SELECT count(*) FROM d;", "pg/big", session)
+        subquery = summarize("UPDATE big SET v = 'a' WHERE k = (SELECT max(k) FROM small);", "pg/big", session)
+        unplanned = summarize("CREATE TABLE fresh (id int);\nUPDATE fresh SET id = 2 WHERE id = 1;", "pg/big", session)
+        small = summarize("DELETE FROM big WHERE id = 5;", "pg/big", session)
+
+    assert initplan.report["affected_rows"] >= 40_000 and initplan.report["estimate_reliable"] is True
+    assert _risk(initplan) == "HIGH"
+
+    assert in_cte.report["statement_types"] == {"DELETE": 1}
+    assert in_cte.report["changed_resources"] == [{"schema": "public", "table": "big", "row_estimate": 50_000}]
+    assert in_cte.report["affected_rows"] >= 40_000 and in_cte.report["estimate_reliable"] is False
+    assert in_cte.content.startswith("1 statement (DELETE 1); ~")
+    assert "row estimate uncertain (DELETE: it changes rows in a WITH clause" in in_cte.content
+    assert (_risk(in_cte), _risk(in_cte, threshold=1_000_000)) == ("HIGH", "MEDIUM")
+
+    for guess in (subquery, unplanned):
+        assert guess.report["estimate_reliable"] is False and guess.report["estimate_doubts"]
+        assert "row estimate uncertain" in guess.content
+        assert _risk(guess) == "MEDIUM"
+    assert "could not be estimated" in unplanned.content
+
+    assert small.report["estimate_reliable"] is True and small.report["affected_rows"] == 1
+    assert "uncertain" not in small.content and _risk(small) == "LOW"
+
+
+def test_the_row_limit_rule_sees_past_initplans_and_into_with_clauses(big: str) -> None:
+    sql = ("UPDATE big SET v = (SELECT 'y') WHERE id > 0;\n"
+           "WITH d AS (DELETE FROM big RETURNING 1) SELECT count(*) FROM d;\n"
+           "MERGE INTO big USING small ON big.id = small.id WHEN MATCHED THEN DELETE;\n")
+    flagged = {line: r.content for (rule, line), r in _advice(check_target(_target(big), sql, CONFIG)).items()
+               if rule == "statement.affected-row-limit"}
+    assert set(flagged) == {1, 2}  # the MERGE changes ~100 rows
+    assert flagged[2].startswith('DELETE on "big" is estimated to affect about')
 
 
 # --- check_target ------------------------------------------------------------------------------------
@@ -309,28 +425,19 @@ def test_stop_request_cancels_a_running_explain(shop: str, hold_lock: Callable[[
 # --- credentials -------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def password_server() -> Iterator[str]:
-    """A private embedded server that demands passwords (the shared test server may trust everyone).
-
-    Returns the socket directory; roles `needle` (LOGIN) and `needle_off` (NOLOGIN) have password NEEDLE.
-    Its directory is not under pytest's basetemp, which concurrent pytest runs of the same user prune.
-    """
-    import pgserver
-
-    home = Path(tempfile.mkdtemp(prefix="plancheck-pgauth-"))
-    server = pgserver.get_server(str(home / "data"), cleanup_mode="delete")
-    Path(server.pgdata, "pg_hba.conf").write_text("local all postgres trust\nlocal all all scram-sha-256\n")
-    server.psql("SELECT pg_reload_conf();")
-    server.psql(f"CREATE ROLE needle LOGIN PASSWORD '{NEEDLE}'; CREATE ROLE needle_off NOLOGIN PASSWORD '{NEEDLE}';")
-    server.psql("CREATE DATABASE app OWNER needle;")
-    yield str(make_url(server.get_uri()).query["host"])
-    server.cleanup()
-    shutil.rmtree(home, ignore_errors=True)
+def needle_server(password_server: str) -> str:
+    """The password server with roles `needle` (LOGIN) and `needle_off` (NOLOGIN), password NEEDLE, and
+    a database `app`; returns the socket directory."""
+    with psycopg.connect(host=password_server, user="postgres", dbname="postgres", autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE needle LOGIN PASSWORD '{NEEDLE}'")
+        admin.execute(f"CREATE ROLE needle_off NOLOGIN PASSWORD '{NEEDLE}'")
+        admin.execute("CREATE DATABASE app OWNER needle")
+    return password_server
 
 
-def test_credentials_never_leak(password_server: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_credentials_never_leak(needle_server: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    socket = f"?host={password_server}"
+    socket = f"?host={needle_server}"
     good = f"postgresql+psycopg://needle:{NEEDLE}@/app{socket}"
     cases = {
         "ok": good,

@@ -184,8 +184,8 @@ def test_flower_has_basic_auth_and_known_options(services: dict[str, Any]) -> No
 
     flower = services["flower"]
     args = command(flower)
-    (auth,) = [arg for arg in args if arg.startswith("--basic-auth=")]
-    assert auth == f"--basic-auth={REQUIRED_VARS['FLOWER_USER']}:{REQUIRED_VARS['FLOWER_PASSWORD']}"
+    credentials = f"{REQUIRED_VARS['FLOWER_USER']}:{REQUIRED_VARS['FLOWER_PASSWORD']}"
+    assert environment(flower)["FLOWER_BASIC_AUTH"] == credentials
     known = set(options._options)  # noqa: SLF001 - tornado keeps option names only here
     for arg in args[4:]:
         name = arg.removeprefix("--").split("=", 1)[0]
@@ -195,7 +195,14 @@ def test_flower_has_basic_auth_and_known_options(services: dict[str, Any]) -> No
         if variable.startswith("FLOWER_"):
             assert variable.removeprefix("FLOWER_").lower().replace("_", "-") in known, variable
     assert "FLOWER_UNAUTHENTICATED_API" not in environment(flower)
-    assert "5555:5555" in flower["ports"]
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]  # loopback only, unless an operator decides otherwise
+
+
+def test_no_secret_is_on_a_command_line(services: dict[str, Any]) -> None:
+    """Command lines are visible to every user of the host (`ps`); secrets go through the environment."""
+    for name, service in services.items():
+        for secret in REQUIRED_VARS.values():
+            assert not [arg for arg in command(service) if secret in arg], name
 
 
 def test_plancheck_commands_exist(services: dict[str, Any]) -> None:

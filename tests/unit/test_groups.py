@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import re
+
 import pytest
+from celpy import evaluation
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lark import Tree
 
+from plancheck.checks import groups
 from plancheck.checks.groups import (
     DatabaseResource,
     InvalidExpression,
@@ -91,3 +96,79 @@ MIXED = compile_expression('resource.environment_id == "test" || resource.labels
 @given(st.permutations(_fleet()), st.one_of(st.none(), st.integers(min_value=1, max_value=40)))
 def test_selection_does_not_depend_on_input_order(fleet: list[DatabaseResource], sampling: int | None) -> None:
     assert select_members(MIXED, fleet, sampling) == select_members(MIXED, _fleet(), sampling)
+
+
+# -- cost: user expressions run in bounded time --------------------------------------------------------
+LIST_100 = "[" + ",".join(str(i) for i in range(100)) + "]"
+
+
+@pytest.mark.parametrize(
+    "expression, reason",
+    [
+        ("size([" + ",".join(str(i) for i in range(10_000)) + "]) > 0", "at most 2,000 are allowed"),
+        ("size([" + ",".join(["1"] * 101) + "]) > 0", "a list literal has 101 elements; at most 100"),
+        ("{" + ",".join(f'"k{i}": {i}' for i in range(101)) + "}.size() > 0", "a map literal has 101 elements"),
+        ('"' + "x" * 300 + '" != resource.database_name', "longer than 256 characters"),
+        ("(" * 40 + "true" + ")" * 40, "nests 41 levels deep; at most 12"),
+        (" + ".join([f"size({LIST_100})"] * 5) + " > 0", "too expensive"),
+        (f"{LIST_100}.all(a, {LIST_100}.all(b, size([a, b]) == 2))", "too expensive: one evaluation may visit"),
+        (f"{LIST_100}.map(a, size({LIST_100})).size() > 0", "too expensive"),
+        ("resource.labels.all(k, resource.labels.all(j, resource.labels.all(i, k + j + i != '')))", "too expensive"),
+    ],
+    ids=["long", "big-list", "big-map", "long-string", "deep", "sizes", "nested-all", "size-in-map", "labels-cubed"],
+)
+def test_expensive_expressions_are_rejected_before_any_evaluation(
+    expression: str, reason: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def evaluated(compiled: object) -> None:
+        raise AssertionError("an expensive expression was evaluated")
+
+    monkeypatch.setattr(groups, "_check_boolean", evaluated)
+    with pytest.raises(InvalidExpression, match=re.escape(reason)):
+        compile_expression(expression)
+
+
+ACCEPTED = [
+    'resource.database_name.startsWith("shop_") && "tier" in resource.labels && resource.labels["tier"] == "gold"',
+    'resource.labels.exists(k, k.startsWith("reg"))',
+    'resource.labels.all(k, resource.labels[k] != "")',
+    "[1,2,3,4,5,6,7,8,9,10].map(a, [1,2,3].map(b, a + b)).size() > 0",
+    "[1,2,3].filter(x, x > 1).map(y, y * 2).size() == 2",
+    "[[1,2],[3,4]].all(l, l.all(x, x > 0))",
+    '{"a": 1, "b": 2}.all(k, k != "c") && resource.labels.size() >= 0',
+]
+
+
+@pytest.mark.parametrize("expression", ACCEPTED)
+def test_the_static_cost_bounds_what_an_evaluation_visits(expression: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counted on the interpreter itself: every tree node cel-python visits, on a database with 12 labels."""
+    visits = 0
+    visit = evaluation.Evaluator._visit_tree
+
+    def counting(self: evaluation.Evaluator, tree: Tree) -> object:
+        nonlocal visits
+        visits += 1
+        return visit(self, tree)
+
+    monkeypatch.setattr(evaluation.Evaluator, "_visit_tree", counting)
+    compiled = compile_expression(expression)
+    resource = DatabaseResource("pg", "shop_1", "test", {**{f"k{i}": "v" for i in range(11)}, "tier": "gold"})
+    visits = 0
+    matches(compiled, resource)
+    assert 0 < visits <= compiled.cost(len(resource.labels)) <= compiled.cost() <= groups.MAX_COST
+
+
+def test_membership_over_many_databases_is_bounded_before_any_evaluation(monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = [DatabaseResource("pg", f"tenant_{i:05}", "prod", {"tier": "gold", "n": str(i)}) for i in range(10_000)]
+    heavy = compile_expression("[1,2,3,4,5,6,7,8,9,10].map(a, [1,2,3].map(b, a + b)).size() > 0")
+    monkeypatch.setattr(groups, "matches", lambda *args: pytest.fail("evaluated a refused membership"))
+    with pytest.raises(InvalidExpression, match=r"over 10,000 databases that exceeds the budget of 2,000,000 nodes"):
+        select_members(heavy, fleet)
+    cheap = compile_expression('resource.labels["tier"] == "gold"')
+    assert cheap.cost(2) * len(fleet) <= groups.MEMBERSHIP_BUDGET  # a usual expression fits 10,000 databases
+    monkeypatch.undo()
+    assert len(select_members(heavy, fleet[:100])) == 100  # the same expression over fewer databases is fine
+
+
+def test_a_method_call_without_arguments_is_validated_not_crashed() -> None:
+    assert compile_expression("resource.labels.size() == 0").cost() > 0

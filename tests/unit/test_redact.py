@@ -34,7 +34,7 @@ def test_redact_ignores_empty_secrets_and_prefers_longest() -> None:
 
 def test_url_secrets_gives_raw_and_decoded_password() -> None:
     secrets = url_secrets("postgresql+psycopg://alice:p%40ss%2Fw@db/app")
-    assert set(secrets) == {"p%40ss%2Fw", "p@ss/w"}
+    assert {"p%40ss%2Fw", "p@ss/w"} <= set(secrets)
     assert NEEDLE not in redact(f"login p@ss/w and p%40ss%2Fw {NEEDLE}", *secrets, NEEDLE)
 
 

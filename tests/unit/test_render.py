@@ -203,3 +203,75 @@ def test_cli_errors_are_one_line() -> None:
     caret = "group 'g': syntax error in group expression:\nresource.database_name ==(\n                         ^\n"
     assert one_line(caret) == "group 'g': syntax error in group expression: resource.database_name ==( (column 26)"
     assert one_line("plan 3 not found") == "plan 3 not found"
+
+
+# -- terminal escape injection -----------------------------------------------------------------------
+EVIL = "x\x1b[2J\x1b]0;pwned\x07\x9b31m\x7f\u202eevil\x00"
+CONTROLS = [chr(c) for c in [*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]]
+
+
+def no_controls(text: str) -> bool:
+    return not [ch for ch in text if ch in CONTROLS and ch != "\n"]
+
+
+def plain_console() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, width=400, color_system=None, highlight=False), out
+
+
+def test_plain_shows_control_characters_as_escapes() -> None:
+    assert render.plain(EVIL) == "x\\x1b[2J\\x1b]0;pwned\\x07\\x9b31m\\x7f\\u202eevil\\x00"
+    assert render.plain("two\nlines\ttab") == "two\\nlines\\ttab"
+    assert render.plain("two\nlines", newlines=True) == "two\nlines"
+    assert render.safe("[bold]x\x1b") == "\\[bold]x\\x1b"
+    assert render.plain("日本語 ü – fine") == "日本語 ü – fine"
+
+
+def test_every_field_of_a_checks_report_is_escaped() -> None:
+    checks = FakeChecks("FAILED", [
+        result(f"inst/{EVIL}", f"ERR{EVIL}", f"title {EVIL}", line=1, content=f"message {EVIL}\nsecond line"),
+        summary(f"inst/{EVIL}", f"summary {EVIL}"),
+        summary("inst/other", report={"statement_types": {f"K{EVIL}": 1}, "affected_rows": 1,
+                                      "changed_resources": [{"schema": EVIL, "table": EVIL}]}),
+    ], reason=f"reason {EVIL}")
+    checks.attempts[0].update(worker=f"w{EVIL}", outcome=f"DONE{EVIL}")
+    console, out = plain_console()
+    render.render_checks(console, checks)  # type: ignore[arg-type]
+    text = out.getvalue()
+    assert no_controls(text), [ch for ch in text if ch in CONTROLS and ch != "\n"]
+    for shown in ("inst/x\\x1b[2J", "title x\\x1b", "message x\\x1b", "summary x\\x1b", "reason x\\x1b", "wx\\x1b",
+                  "DONEx\\x1b", "Kx\\x1b"):
+        assert shown in text, shown
+    assert "second line" in text  # an intended line break in a message survives
+
+
+def test_catalog_tables_escape_names_labels_and_values() -> None:
+    console, out = plain_console()
+    console.print(render.databases_table([{"target": f"i/{EVIL}", "environment": EVIL, "labels": {EVIL: EVIL}}],
+                                         title="Databases"))
+    console.print(render.key_value_table({EVIL: EVIL, "plain": None}, title="Issue 1"))
+    console.print(render.tasks_table([{"target": f"i/{EVIL}", "status": EVIL}], "Rollout"))
+    text = out.getvalue()
+    assert no_controls(text) and text.count("x\\x1b[2J") == 8  # 4 in the databases table, 2 in each other
+
+
+def test_json_stays_exact_json_and_escapes_c1_on_a_terminal() -> None:
+    data = {"target": EVIL, "results": [{"content": EVIL}]}
+    out = io.StringIO()
+    render.print_json(Console(file=out, width=400), data)  # not a terminal: the document as is
+    assert json.loads(out.getvalue()) == data and no_controls(out.getvalue())
+    terminal = io.StringIO()
+    render.print_json(Console(file=terminal, width=400, force_terminal=True), data)
+    assert "\x9b" not in terminal.getvalue() and "\\u009b" in terminal.getvalue()
+    assert "\x07" not in terminal.getvalue() and "\\u001b" in terminal.getvalue()
+
+
+def test_cli_errors_with_control_characters_are_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    from plancheck.cli.main import run
+
+    assert run(["project", "create", f"k{EVIL}"]) == 3  # the key in the message, as repr() shows it
+    assert run(["group", "create", "shop", "g", "--expr", f'resource.database_name == "{EVIL}" &&']) == 3
+    assert run(["plan", "checks", f"1{EVIL}"]) == 3  # a usage error
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
+    assert no_controls("".join(errors)) and all("x\\x1b[2J" in line for line in errors[:2]), errors

@@ -113,6 +113,21 @@ def test_missing_report_or_rows_are_tolerated() -> None:
     assert assess(results, ENVIRONMENTS, THRESHOLD).risk == "LOW"
 
 
+def uncertain(target: str = "inst/test_db", affected_rows: int = 10) -> dict[str, Any]:
+    guess = result(target, statement_types={"UPDATE": 1}, affected_rows=affected_rows)
+    guess["report"].update(estimate_reliable=False, estimate_doubts=["UPDATE: it depends on a subquery"])
+    return guess
+
+
+def test_an_estimate_that_cannot_be_trusted_is_never_low() -> None:
+    approval = assess([uncertain()], ENVIRONMENTS, THRESHOLD)
+    assert (approval.risk, approval.approvers) == ("MEDIUM", ["project-owner"])
+    assert approval.reasons == ["inst/test_db: ~10 affected rows is a guess (UPDATE: it depends on a subquery)"]
+    both = assess([uncertain(), result(status="WARNING", summary=False)], ENVIRONMENTS, THRESHOLD)
+    assert both.risk == "MEDIUM" and both.reasons[0] == "1 warning(s)" and len(both.reasons) == 2
+    assert assess([uncertain(affected_rows=THRESHOLD + 1)], ENVIRONMENTS, THRESHOLD).risk == "HIGH"
+
+
 def test_accepts_any_iterable_once() -> None:
     approval = assess((r for r in [result(status="ERROR")]), ENVIRONMENTS, THRESHOLD)
     assert approval.risk == "HIGH"
@@ -153,6 +168,13 @@ def test_risk_follows_the_rules(results: list[dict[str, Any]]) -> None:
     assert approval.risk == _expected(results)
     assert approval.approvers == APPROVERS[approval.risk]
     assert bool(approval.reasons) == (approval.risk != "LOW")
+
+
+@given(results_strategy, st.lists(st.sampled_from(["inst/prod_db", "inst/test_db"]), min_size=1, max_size=3))
+def test_a_guess_raises_any_risk_to_at_least_medium(results: list[dict[str, Any]], guessed: list[str]) -> None:
+    approval = assess([*results, *(uncertain(target) for target in guessed)], ENVIRONMENTS, THRESHOLD)
+    assert approval.risk in ("MEDIUM", "HIGH")
+    assert approval.risk == ("HIGH" if _expected(results) == "HIGH" else "MEDIUM")
 
 
 @given(results_strategy)

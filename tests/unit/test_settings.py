@@ -88,7 +88,18 @@ def test_libpq_urls_get_the_psycopg_driver(url: str, expected: str) -> None:
         ("PLANCHECK_DATABASE_URL", "mysql://u@h/d"),
         ("PLANCHECK_DATABASE_URL", "sqlite:///plancheck.db"),
         ("PLANCHECK_DATABASE_URL", "not a url"),
-        ("PLANCHECK_BROKER_URL", "kafka://broker:9092"),
+        ("PLANCHECK_BROKER_URL", "http://guest@rabbit//"),
+        ("PLANCHECK_LEASE_SECONDS", "nan"),
+        ("PLANCHECK_LEASE_SECONDS", "inf"),
+        ("PLANCHECK_LEASE_SECONDS", "1e9"),
+        ("PLANCHECK_CLAIM_INTERVAL", "-inf"),
+        ("PLANCHECK_HEARTBEAT_SECONDS", "NaN"),
+        ("PLANCHECK_CLAIM_BATCH", "99999999999999999999"),
+        ("PLANCHECK_MAX_ATTEMPTS", "1000"),
+        ("PLANCHECK_DATABASE_URL", "postgresql://u@h:99999/db"),
+        ("PLANCHECK_DATABASE_URL", "postgresql://u@h:abc/db"),
+        ("PLANCHECK_QUEUE", "has spaces"),
+        ("PLANCHECK_QUEUE", "-leading-dash"),
         ("PLANCHECK_BROKER_URL", "not a url"),
         ("PLANCHECK_LOG_FORMAT", "xml"),
     ],
@@ -96,7 +107,42 @@ def test_libpq_urls_get_the_psycopg_driver(url: str, expected: str) -> None:
 def test_bad_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError) as error:
         load_settings({name: value})
-    assert name in str(error.value)
+    assert str(error.value).startswith(name) and "\n" not in str(error.value)
+    assert "invalid literal" not in str(error.value) and "Input should" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://redis:6379/0", "rediss://redis:6380/1", "redis+socket:///tmp/redis.sock", "amqp://guest:guest@rabbit//",
+     "amqps://u:p@rabbit:5671/vhost", "pyamqp://guest@rabbit//"],
+)
+def test_redis_and_rabbitmq_brokers_are_accepted(url: str) -> None:
+    assert load_settings({"PLANCHECK_BROKER_URL": url}).broker_url == url
+
+
+def test_numbers_say_their_bounds() -> None:
+    with pytest.raises(SettingsError, match=r"^PLANCHECK_LEASE_SECONDS='nan' must be a finite number from 1 to 86400$"):
+        load_settings({"PLANCHECK_LEASE_SECONDS": "nan"})
+    with pytest.raises(SettingsError, match=r"^PLANCHECK_CLAIM_BATCH='0' must be a whole number from 1 to 10000$"):
+        load_settings({"PLANCHECK_CLAIM_BATCH": "0"})
+    with pytest.raises(SettingsError, match=r"^PLANCHECK_CLAIM_BATCH='1.5' is not a whole number$"):
+        load_settings({"PLANCHECK_CLAIM_BATCH": "1.5"})
+    with pytest.raises(SettingsError, match=r"^PLANCHECK_LEASE_SECONDS='soon' is not a number$"):
+        load_settings({"PLANCHECK_LEASE_SECONDS": "soon"})
+    with pytest.raises(SettingsError, match=r"^PLANCHECK_LOG_FORMAT='xml' must be 'text' or 'json'$"):
+        load_settings({"PLANCHECK_LOG_FORMAT": "xml"})
+
+
+def test_every_setting_is_bounded() -> None:
+    """A new setting must say its limits: every number has both bounds, every text a length or choices."""
+    from plancheck.settings import Settings
+
+    for name, field in Settings.model_fields.items():
+        kinds = {type(item).__name__ for item in field.metadata}
+        if field.annotation in (int, float):
+            assert {"Ge", "Le"} <= kinds, name
+        elif field.annotation is str:
+            assert "MaxLen" in kinds, name
 
 
 @pytest.mark.parametrize("heartbeat, lease", [("15", "15"), ("20", "15"), ("2", "1.5")])

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from plancheck.checks import _run_checks
 from plancheck.checks.advise import ReviewConfig, Unreviewable, parse, review
+from plancheck.checks.estimate import Estimate
 from plancheck.checks.result import CheckResult, Status
 from plancheck.checks.rules import ALL_RULES, script
 from plancheck.checks.rules.script import SqlSyntaxError, parse_script
@@ -93,9 +94,12 @@ class FakeSession:
     def __init__(self) -> None:
         self.estimated: list[str] = []
 
-    def estimate_rows(self, sql: str) -> int | None:
+    def estimate(self, sql: str) -> Estimate | None:
         self.estimated.append(sql)
-        return 5000
+        return Estimate(5000)
+
+    def estimate_rows(self, sql: str) -> int | None:
+        return self.estimate(sql).rows
 
     def table_row_estimate(self, schema: str, table: str) -> int | None:
         return 100
