@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plancheck.checks.result import CheckResult, CheckType, Position, Status
-from plancheck.checks.rules import ALL_RULES, RULES_BY_NAME
+from plancheck.checks.rules import ALL_RULES, RULES_BY_NAME, lexer
 from plancheck.checks.rules.base import Level, RowEstimator, Rule, RuleContext
 from plancheck.checks.rules.script import LineIndex, Script, SqlSyntaxError, parse_script
 
 __all__ = ["ReviewConfig", "RowEstimator", "Unreviewable", "parse", "review"]
 
-MAX_SCRIPT_BYTES = 2 * 1024 * 1024
+MAX_SCRIPT_BYTES = 2 * 1024 * 1024  # of SQL, not counting comments and whitespace (see parse)
 MAX_RESULTS_PER_STATUS = 50
+TOO_LARGE_CODE = 200
 SYNTAX_ERROR_CODE = 201
 
 
@@ -88,15 +89,22 @@ class Unreviewable:
 
 
 def parse(sql: str) -> Script | Unreviewable:
-    """The script as the rules read it, parsed once: `check_target` gives it to the summary report too."""
-    size = len(sql.encode("utf-8", "surrogatepass"))
-    if size > MAX_SCRIPT_BYTES:
-        return Unreviewable(
-            Status.WARNING,
-            "statement too large for review",
-            f"The script is {size:,} bytes; SQL review is skipped above {MAX_SCRIPT_BYTES:,} bytes (2 MiB). "
-            "Split the change into smaller plans to have it reviewed.",
-        )
+    """The script as the rules read it, parsed once: `check_target` gives it to the summary report too.
+
+    Size is judged by what the parser must build: comments and whitespace cost nothing, so a script
+    padded past MAX_SCRIPT_BYTES with them is still reviewed in full. A script with more SQL than that
+    is not parsed and fails the review with an ERROR, so size can never hide a statement.
+    """
+    if len(sql) > MAX_SCRIPT_BYTES or len(sql.encode("utf-8", "surrogatepass")) > MAX_SCRIPT_BYTES:
+        if lexer.code_exceeds(sql, MAX_SCRIPT_BYTES):
+            return Unreviewable(
+                Status.ERROR,
+                "Script too large for review",
+                f"The script has more than {MAX_SCRIPT_BYTES:,} bytes (2 MiB) of SQL besides comments and "
+                "whitespace, more than SQL review parses, so it was not reviewed and cannot pass. Split the "
+                "change into smaller plans.",
+                TOO_LARGE_CODE,
+            )
     try:
         return parse_script(sql)
     except SqlSyntaxError as error:

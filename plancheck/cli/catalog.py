@@ -13,6 +13,8 @@ from plancheck.cli import render
 from plancheck.cli.common import JsonOption, api, emit, fail, parse_labels, read_bytes
 from plancheck.redact import redact_urls
 
+MAX_SETTINGS_BYTES = 1024 * 1024
+
 db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
 project_app = typer.Typer(help="Projects: settings (SQL review rule levels) and their databases.", no_args_is_help=True)
 instance_app = typer.Typer(help="PostgreSQL instances whose databases plans target.", no_args_is_help=True)
@@ -40,7 +42,7 @@ def _project_settings(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
     try:
-        settings = json.loads(read_bytes(path, "settings file"))
+        settings = json.loads(read_bytes(path, "settings file", MAX_SETTINGS_BYTES))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         fail(f"settings file {str(path)!r} is not valid JSON: {exc}")
     if not isinstance(settings, dict):

@@ -58,15 +58,21 @@ def emit(json_output: bool, data: Any, human: Any = None) -> None:
         stdout.print(human)
 
 
-def read_bytes(path: Path, what: str) -> bytes:
+def read_bytes(path: Path, what: str, limit: int) -> bytes:
+    """The file's bytes; a file of more than `limit` bytes is refused after reading limit + 1 of them, so
+    `/dev/zero` or a huge file never fills memory."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(limit + 1)
     except FileNotFoundError:
         fail(f"{what} {str(path)!r} not found")
     except IsADirectoryError:
         fail(f"{what} {str(path)!r} is a directory")
     except OSError as exc:
         fail(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}")
+    if len(data) > limit:
+        fail(f"{what} {str(path)!r} is larger than the limit of {limit:,} bytes")
+    return data
 
 
 def parse_labels(values: list[str] | None) -> dict[str, str] | None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from plancheck.api import Plancheck
 from plancheck.checks.advise import MAX_SCRIPT_BYTES, ReviewConfig, review
 from plancheck.checks.result import CheckResult, CheckType, Position, Status
 from plancheck.checks.rules import ALL_RULES
+from plancheck.errors import InvalidInput
+from plancheck.settings import load_settings
 
 DEFAULT = ReviewConfig()
 
@@ -62,11 +67,36 @@ def test_at_most_50_errors_and_50_warnings() -> None:
     assert warnings[-1].content.endswith("(20 more WARNING findings not shown.)")
 
 
-def test_script_over_2_mib_is_not_parsed() -> None:
-    sql = "DELETE FROM t; -- " + "x" * MAX_SCRIPT_BYTES
+def test_comments_padding_a_script_past_2_mib_do_not_hide_its_statements() -> None:
+    sql = "/* " + "x" * 2_200_000 + " */\nDROP TABLE t CASCADE; DELETE FROM t;\n" + "-- padding\n" * 50_000
+    assert len(sql) > MAX_SCRIPT_BYTES
+    results = review(sql, "t", DEFAULT)
+    assert [(r.status, r.title, r.position) for r in results] == [
+        (Status.ERROR, "statement.disallow-cascade", Position(2, 1)),
+        (Status.ERROR, "statement.where-require-update-delete", Position(2, 35)),
+        (Status.WARNING, "statement.require-lock-timeout", Position(2, 1)),
+        (Status.WARNING, "schema.backward-compatibility", Position(2, 1)),
+    ]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM t;\n" * (MAX_SCRIPT_BYTES // len("DELETEFROMt;") + 1),
+        "SELECT 1 -- short comment\n;" * (MAX_SCRIPT_BYTES // len("SELECT1;") + 1),
+        "SELECT '" + "é" * (MAX_SCRIPT_BYTES // 2) + "';",
+    ],
+    ids=["statements", "statements-and-comments", "multi-byte-literal"],
+)
+def test_more_than_2_mib_of_sql_fails_closed(sql: str) -> None:
     (result,) = review(sql, "t", DEFAULT)
-    assert (result.status, result.title) == (Status.WARNING, "statement too large for review")
-    assert review("SELECT 1; -- " + "é" * 100, "t", DEFAULT)[0].title == "OK"
+    assert (result.status, result.title, result.code) == (Status.ERROR, "Script too large for review", 200)
+    assert "cannot pass" in result.content
+
+
+def test_just_under_the_limit_is_reviewed() -> None:
+    sql = "SELECT 1;" + " " * MAX_SCRIPT_BYTES + "-- " + "é" * 1000
+    assert titles(review(sql, "t", DEFAULT)) == ["OK"]
 
 
 def test_syntax_error_is_one_error_with_line_and_column() -> None:
@@ -101,6 +131,28 @@ def test_naming_pattern_option() -> None:
     (result,) = review(sql, "t", config)
     assert result.title == "naming.table"
     assert "/^t_[a-z_]+$/" in result.content and 'e.g. "tbl_orders"' not in result.content
+
+
+def test_naming_patterns_run_in_linear_time() -> None:
+    """A backtracking engine spins for hours on this pattern and a 40-character name that almost matches."""
+    config = ReviewConfig(options={"naming.table": {"pattern": "^([a-z0-9]+_?)*$"}})
+    sql = f"SET lock_timeout = '1s'; CREATE TABLE {'a' * 39}$ (id bigint PRIMARY KEY);"
+    outcome: list[list[str]] = []
+    worker = threading.Thread(target=lambda: outcome.append(titles(review(sql, "t", config))), daemon=True)
+    worker.start()
+    worker.join(timeout=60)  # a hang guard, not a speed measurement: RE2 answers in microseconds
+    assert outcome == [["naming.table"]]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [("^(a)\\1$", "invalid escape sequence"), ("^(?=idx_)", "invalid perl operator"), ("(?<!_)$", "invalid perl")],
+    ids=["backreference", "lookahead", "lookbehind"],
+)
+def test_patterns_re2_cannot_run_are_rejected_when_the_project_is_created(pattern: str, reason: str) -> None:
+    settings = {"sql_review": {"rules": {"naming.index": {"pattern": pattern}}}}
+    with pytest.raises(InvalidInput, match=f"naming.index.*not a valid regular expression for RE2 \\({reason}"):
+        Plancheck(load_settings({})).create_project("p", settings=settings)
 
 
 def test_index_naming_default_and_override() -> None:

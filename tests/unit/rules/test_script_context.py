@@ -217,3 +217,24 @@ def test_small_scripts_are_parsed_without_a_parser_thread(monkeypatch: pytest.Mo
     parse_script(small)
     parse_script(large)
     assert threads == [large]
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("SELECT 1;", 8),
+        ("SELECT  1 ;\n\n", 8),
+        ("-- a comment\nSELECT 1; /* block /* nested */ still */ SELECT 2;", 16),
+        ("SELECT '-- not a comment' ;", 22),
+        ("SELECT 'é';", 11),
+        ("/* unterminated", 0),
+    ],
+)
+def test_code_size_leaves_out_comments_and_whitespace(text: str, size: int) -> None:
+    assert not lexer.code_exceeds(text, limit=size)
+    assert size == 0 or lexer.code_exceeds(text, limit=size - 1)
+
+
+def test_code_size_counts_past_long_stretches_without_comments() -> None:
+    text = "-- c\n" + "SELECT 1;" * 100_000 + "-- " + "x" * 10**6
+    assert lexer.code_exceeds(text, limit=800_000 - 1) and not lexer.code_exceeds(text, limit=800_000)
