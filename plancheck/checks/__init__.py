@@ -55,7 +55,8 @@ def _run_checks(
     target: Target, sql: str, config: ReviewConfig, session: TargetSession, should_stop: Callable[[], bool]
 ) -> list[CheckResult]:
     parsed = parse(sql)  # once, for the review and the summary report
-    results = review(sql, target.name, config, session.estimate_rows, parsed=parsed)
+    results = review(sql, target.name, config, session.estimate_rows, parsed=parsed,
+                     function_volatility=session.function_volatility)
     session.raise_if_failed()  # in case the advisor swallowed a TargetError from estimate_rows
     _stop_if(should_stop)
     results.append(summarize(sql, target.name, session, parsed if isinstance(parsed, Script) else None))

@@ -13,10 +13,10 @@ from typing import Any
 
 from plancheck.checks.result import CheckResult, CheckType, Position, Status
 from plancheck.checks.rules import ALL_RULES, RULES_BY_NAME, lexer
-from plancheck.checks.rules.base import Level, RowEstimator, Rule, RuleContext
+from plancheck.checks.rules.base import FunctionVolatility, Level, RowEstimator, Rule, RuleContext
 from plancheck.checks.rules.script import LineIndex, Script, SqlSyntaxError, parse_script
 
-__all__ = ["ReviewConfig", "RowEstimator", "Unreviewable", "parse", "review"]
+__all__ = ["FunctionVolatility", "ReviewConfig", "RowEstimator", "Unreviewable", "parse", "review"]
 
 MAX_SCRIPT_BYTES = 2 * 1024 * 1024  # of SQL, not counting comments and whitespace (see parse)
 MAX_RESULTS_PER_STATUS = 50
@@ -119,11 +119,12 @@ def review(
     estimate_rows: RowEstimator | None = None,
     *,
     parsed: Script | Unreviewable | None = None,
+    function_volatility: FunctionVolatility | None = None,
 ) -> list[CheckResult]:
     """Review one script for one target: findings (ERRORs first, then by position), or one OK result.
 
-    `parsed` is `parse(sql)` when the caller has it already. Exceptions raised by estimate_rows
-    propagate to the caller.
+    `parsed` is `parse(sql)` when the caller has it already. estimate_rows and function_volatility
+    answer from the target, when there is one; their exceptions propagate to the caller.
     """
     script = parse(sql) if parsed is None else parsed
     if isinstance(script, Script) and script.text != sql:
@@ -136,7 +137,7 @@ def review(
         level = config.level(rule)
         if level is Level.DISABLED:
             continue
-        ctx = RuleContext(script, config.options_for(rule), estimate_rows)
+        ctx = RuleContext(script, config.options_for(rule), estimate_rows, function_volatility)
         for finding in rule.check(ctx):
             position = Position(*script.lines(finding.index))
             results.append(_result(target, Status(level), rule.name, finding.message, rule.code, position))

@@ -66,6 +66,16 @@ FROM rel
 """
 
 
+# The most volatile of a function's overloads ('v' > 's' > 'i'), the function found as an unqualified
+# call would find it (search_path) or in the named schema; NULL when there is none.
+_VOLATILITY_SQL = """
+SELECT max(p.provolatile::text)
+FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE p.proname = %s
+  AND CASE WHEN %s::text IS NULL THEN pg_catalog.pg_function_is_visible(p.oid) ELSE n.nspname = %s END
+"""
+
+
 class TargetError(Exception):
     """The target could not be checked; `title` names the kind of trouble, the message is redacted."""
 
@@ -88,6 +98,7 @@ class TargetSession:
         self._statement_timeout_ms = statement_timeout_ms
         self._secrets = url_secrets(target.url)
         self._estimates: dict[str, int | None] = {}
+        self._volatility: dict[tuple[str | None, str], str | None] = {}
         self._cancel_requested = threading.Event()
         self.failure: TargetError | None = None
 
@@ -107,6 +118,14 @@ class TargetSession:
             plan = self._explain(statement) if statement else None
             self._estimates[sql_text] = _plan_rows(plan) if plan else None
         return self._estimates[sql_text]
+
+    def function_volatility(self, schema: str | None, name: str) -> str | None:
+        """pg_proc.provolatile of a function on the target ("i", "s" or "v"; None if it has none), for the
+        review's volatile-default rule. Memoised: a script calls the same functions again and again."""
+        key = (schema, name)
+        if key not in self._volatility:
+            self._volatility[key] = self._run_catalog_query(_VOLATILITY_SQL, (name, schema, schema))[0]
+        return self._volatility[key]
 
     def table_row_estimate(self, schema: str, table: str) -> int | None:
         """Estimated row count of an existing table (catalog statistics, no lock); None if it does not exist."""

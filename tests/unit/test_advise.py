@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -155,18 +156,76 @@ def test_patterns_re2_cannot_run_are_rejected_when_the_project_is_created(patter
         Plancheck(load_settings({})).create_project("p", settings=settings)
 
 
-def test_index_naming_default_and_override() -> None:
-    sql = "SET lock_timeout = '1s'; CREATE INDEX CONCURRENTLY orders_status_idx ON orders (status);"
-    assert titles(review(sql, "t", DEFAULT)) == ["naming.index"]
-    config = ReviewConfig(options={"naming.index": {"pattern": "_idx$"}})
-    assert titles(review(sql, "t", config)) == ["OK"]
-
-
-def test_volatile_functions_option() -> None:
-    sql = "SET lock_timeout = '1s'; ALTER TABLE orders ADD COLUMN code text DEFAULT make_code();"
+def test_default_naming_accepts_postgresql_generated_names() -> None:
+    sql = (
+        "SET lock_timeout = '1s';\n"
+        "CREATE INDEX CONCURRENTLY orders_status_idx ON orders (status);\n"
+        "CREATE UNIQUE INDEX CONCURRENTLY orders_ref_key ON orders (ref);\n"
+        "CREATE TABLE items (id bigint CONSTRAINT items_pkey PRIMARY KEY, order_id bigint,\n"
+        "  qty bigint CONSTRAINT items_qty_check CHECK (qty > 0),\n"
+        "  CONSTRAINT items_order_id_fkey FOREIGN KEY (order_id) REFERENCES items (id));"
+    )
     assert titles(review(sql, "t", DEFAULT)) == ["OK"]
+
+
+def test_index_templates_are_stricter_project_settings() -> None:
+    sql = "SET lock_timeout = '1s';\nCREATE INDEX CONCURRENTLY orders_status_idx ON orders (status, created_at);"
+    config = ReviewConfig(options={"naming.index": {"template": "idx_{table}_{columns}"}})
+    (result,) = review(sql, "t", config)
+    assert (result.title, result.position) == ("naming.index", Position(2, 1))
+    assert 'which makes it "idx_orders_status_created_at"' in result.content
+    config = ReviewConfig(options={"naming.index": {"template": "{table}_{columns}_idx"}})
+    assert titles(review(sql.replace("orders_status_idx", "orders_status_created_at_idx"), "t", config)) == ["OK"]
+
+
+def test_constraint_templates_are_stricter_project_settings() -> None:
+    sql = (
+        "SET lock_timeout = '1s';\n"
+        "CREATE TABLE items (id bigint CONSTRAINT items_pkey PRIMARY KEY, order_id bigint,\n"
+        "  CONSTRAINT items_order_id_fkey FOREIGN KEY (order_id) REFERENCES orders (id));"
+    )
+    templates = {"primary_key_template": "pk_{table}", "foreign_key_template": "fk_{table}_{ref_table}"}
+    results = review(sql, "t", ReviewConfig(options={"naming.constraint": templates}))
+    assert [(r.title, r.position) for r in results] == [
+        ("naming.constraint", Position(2, 31)),
+        ("naming.constraint", Position(3, 3)),
+    ]
+    assert ['"pk_items"' in results[0].content, '"fk_items_orders"' in results[1].content] == [True, True]
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [("idx_{table}_{cols}", "{cols} is not a placeholder"), ("idx_{table", "not a valid name template"),
+     ("{table!r}", "{table} is not a placeholder")],
+)
+def test_bad_templates_are_rejected(template: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ReviewConfig(options={"naming.index": {"template": template}})
+
+
+def test_volatility_of_defaults_comes_from_the_target_when_there_is_one() -> None:
+    sql = "SET lock_timeout = '1s'; ALTER TABLE orders ADD COLUMN code text DEFAULT app.make_code();"
+    assert titles(review(sql, "t", DEFAULT)) == ["OK"]  # unknown without a target
+    asked: list[tuple[str | None, str]] = []
+
+    def catalog(schema: str | None, name: str) -> str | None:
+        asked.append((schema, name))
+        return {"make_code": "v", "now": "s"}.get(name)
+
+    assert titles(review(sql, "t", DEFAULT, function_volatility=catalog)) == ["column.no-volatile-default"]
+    assert asked == [("app", "make_code")]
+    stable = "SET lock_timeout = '1s'; ALTER TABLE orders ADD COLUMN at timestamptz DEFAULT now();"
+    assert titles(review(stable, "t", DEFAULT, function_volatility=catalog)) == ["OK"]
     config = ReviewConfig(options={"column.no-volatile-default": {"volatile_functions": ["make_code"]}})
     assert titles(review(sql, "t", config)) == ["column.no-volatile-default"]
+
+
+def test_built_in_volatility_table() -> None:
+    for default, volatile in [("gen_random_uuid()", True), ("clock_timestamp()", True), ("nextval('s')", True),
+                              ("now()", False), ("statement_timestamp()", False), ("md5('x')", False),
+                              ("pg_catalog.random()", True), ("uuidv7()", True)]:
+        sql = f"SET lock_timeout = '1s'; ALTER TABLE orders ADD COLUMN c text DEFAULT {default};"
+        assert titles(review(sql, "t", DEFAULT)) == (["column.no-volatile-default"] if volatile else ["OK"]), default
 
 
 def test_affected_rows_use_the_estimator_per_statement() -> None:

@@ -2,8 +2,10 @@
 
 The new column is NULL in every existing row, so the statement fails with "column contains null
 values" as soon as the table has a row: it passes on an empty test database and breaks the
-production rollout. Give it a DEFAULT (constant defaults are instant since PostgreSQL 11), or add
-it nullable, backfill, and enforce NOT NULL afterwards.
+production rollout.
+
+Fix: give it a DEFAULT (constant defaults are instant since PostgreSQL 11), or add it nullable,
+backfill, and enforce NOT NULL afterwards.
 """
 
 from __future__ import annotations

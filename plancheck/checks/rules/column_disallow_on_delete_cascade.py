@@ -2,7 +2,8 @@
 
 One DELETE on the referenced table silently deletes the referencing rows too - possibly millions,
 in one transaction, holding locks and generating WAL - and a mistaken delete wipes dependent data.
-Use RESTRICT or NO ACTION and delete dependent rows explicitly, in batches.
+
+Fix: use RESTRICT or NO ACTION and delete dependent rows explicitly, in batches.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 SET NOT NULL scans the whole table for NULLs while holding an ACCESS EXCLUSIVE lock, blocking
 all reads and writes. Since PostgreSQL 12 the scan is skipped when a valid CHECK (col IS NOT
-NULL) exists, so: add that check NOT VALID, VALIDATE it in a later statement, then SET NOT NULL.
-That sequence is recognised and not flagged.
+NULL) exists.
+
+Fix: add that check NOT VALID, VALIDATE it in a later statement, then SET NOT NULL. That
+sequence is recognised and not flagged.
 """
 
 from __future__ import annotations

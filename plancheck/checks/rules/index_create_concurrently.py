@@ -1,8 +1,10 @@
-"""CREATE INDEX without CONCURRENTLY on a table that exists before the script.
+"""CREATE INDEX without CONCURRENTLY on a table that exists before the script (indexes on tables
+created by the script are exempt).
 
 A plain CREATE INDEX holds a SHARE lock for the whole build, blocking every INSERT, UPDATE and
-DELETE on the table (minutes on a large one). Use CREATE INDEX CONCURRENTLY outside a
-transaction block. Indexes on tables created by the script are exempt.
+DELETE on the table (minutes on a large one).
+
+Fix: use CREATE INDEX CONCURRENTLY outside a transaction block.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """DROP INDEX without CONCURRENTLY (of an index the script did not create).
 
 A plain DROP INDEX takes an ACCESS EXCLUSIVE lock on the index's table: while it waits for
-running queries, every read and write of the table queues behind it. Use DROP INDEX
-CONCURRENTLY outside a transaction block.
+running queries, every read and write of the table queues behind it.
+
+Fix: use DROP INDEX CONCURRENTLY outside a transaction block.
 """
 
 from __future__ import annotations

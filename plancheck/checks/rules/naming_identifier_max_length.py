@@ -2,7 +2,8 @@
 
 PostgreSQL silently truncates identifiers to 63 bytes (NAMEDATALEN - 1): the object gets a
 different name than the script says, and two long names sharing their first 63 bytes collide.
-Use names of at most 63 bytes (multi-byte characters count as several bytes).
+
+Fix: use names of at most 63 bytes (multi-byte characters count as several bytes).
 """
 
 from __future__ import annotations

@@ -81,10 +81,23 @@ class Script:
     text: str
     statements: list[Statement]
     created: dict[str, int] = field(default_factory=dict)  # relation key -> ordinal creating it
+    ends_in_transaction: bool = False  # an explicit BEGIN is still open after the last statement
+    _found: dict[type, list[tuple[Statement, Any]]] = field(default_factory=dict, repr=False)
 
     def is_new(self, key: str, stmt: Statement) -> bool:
         """Whether an earlier statement of this script created the relation."""
         return self.created.get(key, stmt.ordinal) < stmt.ordinal
+
+    def find(self, kind: type[N]) -> list[tuple[Statement, N]]:
+        """(statement, node) of every node of this type in the script, in statement and tree order."""
+        found = self._found.get(kind)
+        if found is None:
+            found = self._found[kind] = [(stmt, node) for stmt in self.statements for node in stmt.find(kind)]
+        return found
+
+    def top(self, kind: type[N]) -> list[tuple[Statement, N]]:
+        """(statement, node) of the statements that are of this type (not nested in another)."""
+        return [(stmt, node) for stmt, node in self.find(kind) if node is stmt.node]
 
     @cached_property
     def lines(self) -> LineIndex:
@@ -130,7 +143,7 @@ class _Session:
 
     def _after_transaction(self, node: ast.TransactionStmt) -> _Session:
         kind = node.kind
-        if kind in (TransactionStmtKind.TRANS_STMT_BEGIN, TransactionStmtKind.TRANS_STMT_START):
+        if opens_transaction(node):
             return _Session(True, self.lock_timeout, self.lock_timeout_local)
         ends = (TransactionStmtKind.TRANS_STMT_COMMIT, TransactionStmtKind.TRANS_STMT_ROLLBACK)
         if (kind in ends and not node.chain) or kind == TransactionStmtKind.TRANS_STMT_PREPARE:
@@ -146,6 +159,11 @@ class _Session:
         if node.kind == VariableSetKind.VAR_SET_CURRENT:
             return self
         return _Session(self.in_transaction)  # SET ... TO DEFAULT, RESET, RESET ALL
+
+
+def opens_transaction(node: ast.TransactionStmt) -> bool:
+    """BEGIN or START TRANSACTION."""
+    return node.kind in (TransactionStmtKind.TRANS_STMT_BEGIN, TransactionStmtKind.TRANS_STMT_START)
 
 
 def _is_zero(args: tuple[ast.Node, ...] | None) -> bool:
@@ -179,6 +197,7 @@ def parse_script(text: str) -> Script:
         for key in _created_relations(stmt.node, script, stmt):
             script.created.setdefault(key, ordinal)
         session = session.after(stmt.node)
+    script.ends_in_transaction = session.in_transaction
     return script
 
 
@@ -300,6 +319,11 @@ def relation_key(relation: ast.RangeVar) -> str:
     return key(relation.schemaname, relation.relname)
 
 
+def relation_name(relation: ast.RangeVar | None) -> str | None:
+    """The unqualified name of a relation, as PostgreSQL builds generated names from it."""
+    return relation.relname if relation is not None else None
+
+
 def names_key(names: tuple[ast.String, ...]) -> str:
     """Relation key of a qualified name list, as in DROP TABLE s.t."""
     schema = names[-2].sval if len(names) > 1 else None
@@ -309,6 +333,11 @@ def names_key(names: tuple[ast.String, ...]) -> str:
 def last_name(names: tuple[ast.Node, ...] | None) -> str:
     """Unqualified name of a type or function: pg_catalog.timestamp -> timestamp."""
     return getattr(names[-1], "sval", "") if names else ""
+
+
+def type_name(column: ast.ColumnDef) -> str:
+    """Unqualified type name of a column definition: bigint -> int8, timestamp(3) -> timestamp."""
+    return last_name(column.typeName.names) if column.typeName is not None else ""
 
 
 def walk(root: Any) -> Iterator[ast.Node]:
@@ -356,6 +385,23 @@ def _child_slots(cls: type[ast.Node]) -> tuple[str, ...]:
         if (c_type := getattr(info, "c_type", info)) in ("ValUnion", "CreateStmt")
         or (c_type.endswith("*") and c_type not in ("char*", "Bitmapset*"))
     )
+
+
+_FALSE = frozenset({"false", "off", "no", "0", "f", "n"})
+
+
+def option_on(options: tuple[ast.DefElem, ...] | None, name: str) -> bool:
+    """Whether a list of utility options, as in VACUUM (FULL) or REINDEX (CONCURRENTLY), turns name on."""
+    for option in options or ():
+        if option.defname == name:
+            value = option.arg
+            off = str(getattr(value, "sval", "")).lower() in _FALSE or getattr(value, "ival", None) == 0
+            return not off
+    return False
+
+
+def reindex_concurrently(node: ast.ReindexStmt) -> bool:
+    return option_on(node.params, "concurrently")
 
 
 def altered_table(stmt: Statement) -> str | None:

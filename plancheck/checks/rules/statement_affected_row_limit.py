@@ -1,8 +1,10 @@
-"""UPDATE or DELETE estimated (by EXPLAIN on the target) to touch more than max_rows rows.
+"""UPDATE or DELETE estimated (by EXPLAIN on the target) to touch more than max_rows rows. Skipped
+when no target is at hand or the estimate is unknown.
 
 One large data change holds row locks on every affected row until it commits, produces a burst
-of WAL that replicas must replay, and bloats the table. Batch it. Skipped when no estimator is
-available or the estimate is unknown.
+of WAL that replicas must replay, and bloats the table.
+
+Fix: run it in batches (e.g. primary key ranges of a few thousand rows, each committed separately).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """CASCADE on DROP, TRUNCATE or ALTER TABLE ... DROP.
 
 CASCADE also drops (or empties) every dependent object - views, foreign keys, rows of other
-tables - none of which appear in the script, so reviewers cannot see what will be lost. Drop
-dependents explicitly and keep the default RESTRICT so anything unexpected stops the migration.
+tables - none of which appear in the script, so reviewers cannot see what will be lost.
+
+Fix: drop dependents explicitly and keep the default RESTRICT so anything unexpected stops the
+migration.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 The rollout decides how the script runs in transactions. An explicit COMMIT makes everything
 before it permanent even if a later statement fails, leaving the database half-migrated, and
-ROLLBACK silently discards work. Remove it; split the change into separate plans if needed.
+ROLLBACK silently discards work.
+
+Fix: remove it; split the change into separate plans if it needs several transactions.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
-"""TRUNCATE of a table that exists before the script.
+"""TRUNCATE of a table that exists before the script (tables created by the same script are
+exempt).
 
 TRUNCATE deletes every row at once under an ACCESS EXCLUSIVE lock, cannot be filtered, is not
-MVCC-safe for concurrent transactions, and the data is only recoverable from a backup. Tables
-created by the same script are exempt.
+MVCC-safe for concurrent transactions, and the data is only recoverable from a backup.
+
+Fix: DELETE the intended rows with a WHERE clause, or empty the table in a reviewed maintenance
+plan.
 """
 
 from __future__ import annotations

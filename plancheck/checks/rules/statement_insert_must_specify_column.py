@@ -1,7 +1,9 @@
 """INSERT without a column list.
 
 Values are matched to columns by position, so the statement fails, or silently writes values
-into the wrong columns, once the table's columns change. Name the target columns.
+into the wrong columns, once the table's columns change.
+
+Fix: name the target columns.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""Consecutive ALTER TABLE statements on the same existing table that could be one.
+"""Consecutive ALTER TABLE statements on the same existing table that could be one. Not flagged:
+statements separated by other work (e.g. a backfill), and the NOT VALID / VALIDATE CONSTRAINT
+steps, which must stay separate.
 
 Each ALTER TABLE waits for its own ACCESS EXCLUSIVE lock (queuing every other query on the
-table behind it) and may rewrite the table again. Merge them into one statement with
-comma-separated actions. Not flagged: statements separated by other work (e.g. a backfill),
-and the NOT VALID / VALIDATE CONSTRAINT steps, which must stay separate.
+table behind it) and may rewrite the table again.
+
+Fix: merge them into one statement with comma-separated actions.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""Strong locks on existing tables taken before any SET lock_timeout.
+"""Strong locks on existing tables taken before any SET lock_timeout: ALTER TABLE, CREATE INDEX
+without CONCURRENTLY, DROP, TRUNCATE, RENAME, LOCK, CREATE TRIGGER and foreign keys to existing
+tables.
 
-ALTER TABLE, CREATE INDEX without CONCURRENTLY, DROP, TRUNCATE, RENAME, LOCK, CREATE TRIGGER
-and foreign keys to existing tables wait for conflicting locks. Without lock_timeout a single
-long query makes the migration wait indefinitely while every query on the table queues behind
-it: an outage. Start the script with SET lock_timeout (SET LOCAL inside BEGIN) and retry.
+They wait for conflicting locks. Without lock_timeout a single long query makes the migration
+wait indefinitely while every query on the table queues behind it: an outage.
+
+Fix: start the script with SET lock_timeout (SET LOCAL inside BEGIN) and retry when it times out.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 The result depends on the table's current columns: code, views and INSERT ... SELECT break or
 silently change when a column is added, dropped or reordered, and unused columns are read and
-sent anyway. A view created with * even freezes the column list at creation. List the columns.
+sent anyway. A view created with * even freezes the column list at creation.
+
+Fix: list the columns.
 """
 
 from __future__ import annotations

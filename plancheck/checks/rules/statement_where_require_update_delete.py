@@ -1,8 +1,9 @@
 """UPDATE or DELETE without a WHERE clause.
 
 Such a statement changes every row of the table: it locks all of them, bloats the table and
-cannot be undone without a backup, and is almost always a mistake in a migration. Add a WHERE
-clause that selects only the intended rows.
+cannot be undone without a backup, and is almost always a mistake in a migration.
+
+Fix: add a WHERE clause that selects only the intended rows.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """CREATE TABLE without a primary key (none in the statement nor added later in the script).
+Temporary tables, partitions (which inherit the parent's key) and CREATE TABLE ... (LIKE ...) are
+exempt.
 
 Without one, rows cannot be identified reliably: logical replication cannot replicate UPDATE and
-DELETE, tools and ORMs cannot address single rows, and duplicates creep in. Temporary tables,
-partitions (which inherit the parent's key) and CREATE TABLE ... (LIKE ...) are exempt.
+DELETE, tools and ORMs cannot address single rows, and duplicates creep in.
+
+Fix: add one, e.g. id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY.
 """
 
 from __future__ import annotations
