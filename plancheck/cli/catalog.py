@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from plancheck.cli import render
-from plancheck.cli.common import JsonOption, api, emit, fail, parse_labels, read_bytes
+from plancheck.cli.common import JsonOption, api, emit, parse_labels, read_settings
 from plancheck.redact import redact_urls
-
-MAX_SETTINGS_BYTES = 1024 * 1024
 
 db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
 project_app = typer.Typer(help="Projects: settings (SQL review rule levels) and their databases.", no_args_is_help=True)
@@ -38,18 +35,6 @@ def db_upgrade(json_output: JsonOption = False) -> None:
 
 
 # -- project --------------------------------------------------------------------------------------
-def _project_settings(path: Path | None) -> dict[str, Any] | None:
-    if path is None:
-        return None
-    try:
-        settings = json.loads(read_bytes(path, "settings file", MAX_SETTINGS_BYTES))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        fail(f"settings file {str(path)!r} is not valid JSON: {exc}")
-    if not isinstance(settings, dict):
-        fail(f"settings file {str(path)!r} must hold a JSON object")
-    return settings
-
-
 @project_app.command("create")
 def project_create(
     key: Annotated[str, typer.Argument(metavar="KEY", help="Project key: letters, digits, '-' or '_'.")],
@@ -58,7 +43,7 @@ def project_create(
     json_output: JsonOption = False,
 ) -> None:
     """Create a project."""
-    project_id = api().create_project(key, title, _project_settings(settings))
+    project_id = api().create_project(key, title, read_settings(settings))
     emit(json_output, {"project_id": project_id, "key": key}, f"project [bold]{key}[/] created (id {project_id})")
 
 
