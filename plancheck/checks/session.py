@@ -298,7 +298,7 @@ def _conninfo(target: Target, statement_timeout_ms: int, lock_timeout_ms: int, i
     options = " ".join(f"-c {name}={value}" for name, value in settings.items())
     params["options"] = f"{params['options']} {options}" if params.get("options") else options
     params.setdefault("application_name", "plancheck")
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def _take_alive(conninfo: str) -> psycopg.Connection[Any] | None:
@@ -346,8 +346,9 @@ def _explainable_statement(sql_text: str) -> str | None:
     # The statement's bounds, stripped, are what pglast.split gives (which would parse it again); the
     # parser reads up to a NUL, if any.
     raw = statements[0]
-    end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(sql_text.partition("\x00")[0])
-    return sql_text[raw.stmt_location : end].strip()
+    start = raw.stmt_location or 0
+    end = start + raw.stmt_len if raw.stmt_len else len(sql_text.partition("\x00")[0])
+    return sql_text[start:end].strip()
 
 
 def _plan_rows(plan: dict[str, Any]) -> int:

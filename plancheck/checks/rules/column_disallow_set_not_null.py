@@ -16,7 +16,7 @@ from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, NullTestType
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import Statement, altered_table
+from plancheck.checks.rules.script import Statement, alter_commands, altered_table, constraint_of, last_field
 
 BAD = [
     "ALTER TABLE orders ALTER COLUMN status SET NOT NULL",
@@ -42,9 +42,9 @@ def _not_null_column(constraint: ast.Node | None) -> str | None:
         and isinstance(expr, ast.NullTest)
         and expr.nulltesttype == NullTestType.IS_NOT_NULL
         and isinstance(expr.arg, ast.ColumnRef)
-        and len(expr.arg.fields) == 1
+        and len(expr.arg.fields or ()) == 1
     ):
-        return expr.arg.fields[0].sval
+        return getattr(last_field(expr.arg), "sval", None)
     return None
 
 
@@ -55,13 +55,15 @@ def check(ctx: RuleContext) -> Iterator[Finding]:
         table = altered_table(stmt)
         if table is None or ctx.script.is_new(table, stmt):
             continue
-        for cmd in stmt.node.cmds:
-            if cmd.subtype == AlterTableType.AT_SetNotNull and (table, cmd.name) not in proven:
+        commands = alter_commands(stmt.node)
+        for cmd in commands:
+            if cmd.subtype == AlterTableType.AT_SetNotNull and cmd.name and (table, cmd.name) not in proven:
                 yield _finding(stmt, table, cmd.name)
-        for cmd in stmt.node.cmds:  # a check proven here only helps later statements
-            column = _not_null_column(cmd.def_)
-            if column and cmd.def_.skip_validation:
-                pending[(table, cmd.def_.conname)] = column
+        for cmd in commands:  # a check proven here only helps later statements
+            constraint = constraint_of(cmd)
+            column = _not_null_column(constraint)
+            if column and constraint is not None and constraint.skip_validation:
+                pending[(table, constraint.conname)] = column
             elif column:
                 proven.add((table, column))
             elif cmd.subtype == AlterTableType.AT_ValidateConstraint and (table, cmd.name) in pending:

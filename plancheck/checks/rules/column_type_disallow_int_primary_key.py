@@ -16,7 +16,7 @@ from pglast import ast
 from pglast.enums import ConstrType
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import Statement, type_name
+from plancheck.checks.rules.script import Statement, constraints, items, type_name
 
 BAD = [
     "CREATE TABLE orders (id integer PRIMARY KEY)",
@@ -33,20 +33,21 @@ _SMALL = {"int2": "smallint", "int4": "integer", "serial": "serial", "serial2": 
           "serial4": "serial", "smallserial": "smallserial"}
 
 
-def _key_columns(stmt: Statement) -> Iterator[ast.ColumnDef]:
+def _key_columns(stmt: Statement, table: ast.CreateStmt) -> Iterator[ast.ColumnDef]:
     """The columns of the primary keys a CREATE TABLE defines."""
     columns = {column.colname: column for column in stmt.find(ast.ColumnDef)}
     for column in columns.values():
-        if any(c.contype == ConstrType.CONSTR_PRIMARY for c in column.constraints or ()):
+        if any(c.contype == ConstrType.CONSTR_PRIMARY for c in constraints(column)):
             yield column
-    for element in stmt.node.tableElts or ():
+    for element in items(table.tableElts):
         if isinstance(element, ast.Constraint) and element.contype == ConstrType.CONSTR_PRIMARY:
-            yield from (columns[key.sval] for key in element.keys or () if key.sval in columns)
+            names = (getattr(key, "sval", None) for key in items(element.keys))
+            yield from (columns[name] for name in names if name in columns)
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    for stmt, _ in ctx.script.top(ast.CreateStmt):
-        for column in _key_columns(stmt):
+    for stmt, table in ctx.script.top(ast.CreateStmt):
+        for column in _key_columns(stmt, table):
             small = _SMALL.get(type_name(column))
             if small:
                 limit = "32,767" if "small" in small else "2,147,483,647"

@@ -34,7 +34,8 @@ def check(ctx: RuleContext) -> Iterator[Finding]:
     for stmt, column in ctx.script.find(ast.ColumnDef):
         retyped = any(cmd.def_ is column and cmd.subtype == AlterTableType.AT_AlterColumnType
                       for cmd in stmt.find(ast.AlterTableCmd))
-        if type_name(column) == "varchar" and column.typeName.typmods and not retyped:
+        limited = column.typeName is not None and bool(column.typeName.typmods)
+        if type_name(column) == "varchar" and limited and not retyped:
             yield Finding(
                 f'Column "{column.colname}" is varchar(n): in PostgreSQL that is text with a length check built '
                 "into the type, no faster, and raising the limit later is an ALTER COLUMN ... TYPE under an "

@@ -44,13 +44,13 @@ def _index_building(cmd: ast.AlterTableCmd) -> list[ast.Constraint]:
         constraints = cmd.def_.constraints or ()
     else:
         return []
-    return [c for c in constraints if c.contype in _KINDS and c.indexname is None]
+    return [c for c in constraints if c.contype is not None and c.contype in _KINDS and c.indexname is None]
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
     for stmt, table, cmd in existing_table_alters(ctx.script):
         for constraint in _index_building(cmd):
-            kind = _KINDS[constraint.contype]
+            kind = _KINDS[ConstrType(constraint.contype or 0)]
             index = constraint.conname or f"{table}_{'pkey' if kind == 'PRIMARY KEY' else 'key'}"
             yield Finding(
                 f'Adding a {kind} constraint to "{table}" builds its index while holding an ACCESS EXCLUSIVE '

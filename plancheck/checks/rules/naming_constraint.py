@@ -20,7 +20,7 @@ from pglast import ast
 from pglast.enums import ConstrType, ObjectType
 
 from plancheck.checks.rules.base import Finding, Level, Named, Rule, RuleContext, misnamed
-from plancheck.checks.rules.script import Statement, relation_name, walk
+from plancheck.checks.rules.script import Statement, last_field, relation_name, walk
 
 BAD = [
     'CREATE TABLE orders (id bigint CONSTRAINT "PK_Orders" PRIMARY KEY)',
@@ -52,14 +52,14 @@ def _columns(constraint: ast.Constraint, column: str | None) -> tuple[str, ...]:
     if constraint.contype == ConstrType.CONSTR_FOREIGN:
         return _names(constraint.fk_attrs)
     if constraint.contype == ConstrType.CONSTR_CHECK:
-        referenced = {ref.fields[-1].sval for ref in walk(constraint.raw_expr)
-                      if isinstance(ref, ast.ColumnRef) and isinstance(ref.fields[-1], ast.String)}
+        fields = (last_field(ref) for ref in walk(constraint.raw_expr) if isinstance(ref, ast.ColumnRef))
+        referenced = {field.sval for field in fields if isinstance(field, ast.String) and field.sval}
         return tuple(referenced) if len(referenced) == 1 else ()
     return _names(constraint.keys)
 
 
 def _named(ctx: RuleContext, constraint: ast.Constraint, table: str | None, column: str | None) -> Named:
-    option = _TEMPLATES.get(constraint.contype)
+    option = _TEMPLATES.get(constraint.contype) if constraint.contype is not None else None
     if option is None or constraint.indexname is not None:  # USING INDEX: the columns are the index's
         return Named(constraint.conname, constraint)
     return Named(constraint.conname, constraint, ctx.options[option], table, _columns(constraint, column),

@@ -19,7 +19,7 @@ from pglast import ast
 from pglast.enums import AlterTableType, ObjectType
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import Statement, existing_table_alters, names_key, relation_key, type_name
+from plancheck.checks.rules.script import Statement, existing_table_alters, items, names_key, relation_key, type_name
 
 BAD = [
     "DROP TABLE orders",
@@ -75,7 +75,7 @@ def _dropped_relations(ctx: RuleContext, stmt: Statement) -> Iterator[Finding]:
     if not isinstance(node, ast.DropStmt) or node.removeType not in _RELATION_KINDS:
         return
     kind = _RELATION_KINDS[node.removeType]
-    for name in (names_key(names) for names in node.objects):
+    for name in (names_key(names) for names in items(node.objects)):
         if not ctx.script.is_new(name, stmt):
             yield Finding(
                 f'DROP {kind.upper()} "{name}" is not backward compatible: {_BREAKS} Stop all use of the {kind} '

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cached_property
 from typing import Any, TypeVar
 
 import pglast
@@ -155,7 +155,7 @@ class _Session:
             if node.is_local and not self.in_transaction:
                 return self  # PostgreSQL ignores SET LOCAL outside a transaction block
             on = not _is_zero(node.args)
-            return _Session(self.in_transaction, on, on and node.is_local)
+            return _Session(self.in_transaction, on, on and bool(node.is_local))
         if node.kind == VariableSetKind.VAR_SET_CURRENT:
             return self
         return _Session(self.in_transaction)  # SET ... TO DEFAULT, RESET, RESET ALL
@@ -257,8 +257,14 @@ def _offset_mapping_cost(text: str) -> int:
 
 
 def _bounds(raw: ast.RawStmt, length: int) -> _Parsed:
-    end = raw.stmt_location + raw.stmt_len if raw.stmt_len else length
-    return _Parsed(raw.stmt, raw.stmt_location, end, 0)
+    start = raw.stmt_location or 0
+    end = start + raw.stmt_len if raw.stmt_len else length
+    return _Parsed(_statement_node(raw), start, end, 0)
+
+
+def _statement_node(raw: ast.RawStmt) -> ast.Node:
+    assert raw.stmt is not None  # the parser never returns an empty RawStmt
+    return raw.stmt
 
 
 def _reparse(masked: str, parsed: _Parsed) -> _Parsed:
@@ -268,7 +274,7 @@ def _reparse(masked: str, parsed: _Parsed) -> _Parsed:
     if _offset_mapping_cost(piece) > _OFFSET_MAPPING_BUDGET:
         return _Parsed(parsed.node, parsed.start, parsed.end, parsed.offset, names_masked=True)  # too slow
     (raw,) = pglast.parse_sql(piece)
-    return _Parsed(raw.stmt, parsed.start, parsed.end, parsed.start)
+    return _Parsed(_statement_node(raw), parsed.start, parsed.end, parsed.start)
 
 
 def first_token(text: str, index: int) -> int:
@@ -290,15 +296,15 @@ def _created_relations(node: ast.Node, script: Script, stmt: Statement) -> Itera
         return
     if isinstance(node, ast.CreateStmt):
         yield relation_key(node.relation)
-    elif isinstance(node, ast.CreateTableAsStmt):
+    elif isinstance(node, ast.CreateTableAsStmt) and node.into is not None:
         yield relation_key(node.into.rel)
-    elif isinstance(node, ast.SelectStmt) and node.intoClause:
+    elif isinstance(node, ast.SelectStmt) and node.intoClause is not None:
         yield relation_key(node.intoClause.rel)
     elif isinstance(node, ast.ViewStmt):
         yield relation_key(node.view)
     elif isinstance(node, ast.CreateSeqStmt):
         yield relation_key(node.sequence)
-    elif isinstance(node, ast.IndexStmt) and node.idxname:
+    elif isinstance(node, ast.IndexStmt) and node.idxname and node.relation is not None:
         yield key(node.relation.schemaname, node.idxname)
     elif isinstance(node, ast.RenameStmt) and node.relation and node.subname is None:
         if script.is_new(relation_key(node.relation), stmt):
@@ -310,13 +316,51 @@ def _created_relations(node: ast.Node, script: Script, stmt: Statement) -> Itera
 SERIAL_TYPES = frozenset({"smallserial", "serial", "bigserial", "serial2", "serial4", "serial8"})
 
 
-def key(schema: str | None, name: str) -> str:
+# pglast types every attribute as optional; these helpers read them with their empty value instead,
+# so the rules never handle None themselves.
+
+
+def key(schema: str | None, name: str | None) -> str:
     """Relation key: the name, schema-qualified unless the schema is public."""
+    name = name or ""
     return name if schema in (None, "public") else f"{schema}.{name}"
 
 
-def relation_key(relation: ast.RangeVar) -> str:
-    return key(relation.schemaname, relation.relname)
+def relation_key(relation: ast.RangeVar | None) -> str:
+    """Relation key of a RangeVar ("" for none)."""
+    return key(relation.schemaname, relation.relname) if relation is not None else ""
+
+
+def items(values: tuple[N, ...] | None) -> tuple[N, ...]:
+    """A list attribute of a node, empty when the parser left it out."""
+    return values or ()
+
+
+def alter_commands(node: ast.Node) -> tuple[ast.AlterTableCmd, ...]:
+    """The commands of an ALTER TABLE (none for any other statement)."""
+    if not isinstance(node, ast.AlterTableStmt):
+        return ()
+    return tuple(cmd for cmd in node.cmds or () if isinstance(cmd, ast.AlterTableCmd))
+
+
+def last_field(ref: ast.ColumnRef) -> ast.Node | None:
+    """The last part of a column reference: the column's String, or A_Star in t.*."""
+    fields = ref.fields or ()
+    return fields[-1] if fields else None
+
+
+def column_of(cmd: ast.AlterTableCmd) -> ast.ColumnDef | None:
+    """The column definition an ALTER TABLE command carries (ADD COLUMN, ALTER COLUMN ... TYPE)."""
+    return cmd.def_ if isinstance(cmd.def_, ast.ColumnDef) else None
+
+
+def constraint_of(node: ast.AlterTableCmd | ast.AlterDomainStmt) -> ast.Constraint | None:
+    """The constraint an ALTER TABLE command or ALTER DOMAIN carries (ADD CONSTRAINT)."""
+    return node.def_ if isinstance(node.def_, ast.Constraint) else None
+
+
+def constraints(column: ast.ColumnDef) -> tuple[ast.Constraint, ...]:
+    return tuple(c for c in column.constraints or () if isinstance(c, ast.Constraint))
 
 
 def relation_name(relation: ast.RangeVar | None) -> str | None:
@@ -324,10 +368,10 @@ def relation_name(relation: ast.RangeVar | None) -> str | None:
     return relation.relname if relation is not None else None
 
 
-def names_key(names: tuple[ast.String, ...]) -> str:
+def names_key(names: Any) -> str:
     """Relation key of a qualified name list, as in DROP TABLE s.t."""
-    schema = names[-2].sval if len(names) > 1 else None
-    return key(schema, names[-1].sval)
+    schema = getattr(names[-2], "sval", None) if len(names) > 1 else None
+    return key(schema, getattr(names[-1], "sval", None))
 
 
 def last_name(names: tuple[ast.Node, ...] | None) -> str:
@@ -354,9 +398,11 @@ def walk(root: Any) -> Iterator[ast.Node]:
         elif isinstance(item, ast.Node):
             yield item
             children, many = _children(type(item))
+            if children is None:
+                continue
             if many:
                 extend(reversed(children(item)))  # None children are popped and skipped
-            elif children is not None:
+            else:
                 push(children(item))
 
 
@@ -368,21 +414,26 @@ def collect(root: ast.Node) -> dict[type, list[ast.Node]]:
     return nodes
 
 
-@cache
-def _children(cls: type[ast.Node]) -> tuple[Callable[[ast.Node], Any] | None, bool]:
+def _children(cls: type) -> tuple[Callable[[ast.Node], Any] | None, bool]:
     """A getter of cls's child slots (returning a tuple when many) and whether there are many."""
-    slots = _child_slots(cls)
-    return (operator.attrgetter(*slots) if slots else None), len(slots) > 1
+    found = _CHILDREN.get(cls)
+    if found is None:
+        slots = _child_slots(cls)
+        found = _CHILDREN[cls] = (operator.attrgetter(*slots) if slots else None), len(slots) > 1
+    return found
 
 
-@cache
-def _child_slots(cls: type[ast.Node]) -> tuple[str, ...]:
+_CHILDREN: dict[type, tuple[Callable[[ast.Node], Any] | None, bool]] = {}
+
+
+def _child_slots(cls: type) -> tuple[str, ...]:
     """Attributes of cls that can hold nodes (pointers and lists), skipping scalars and strings."""
-    slots = cls.__slots__ if isinstance(cls.__slots__, dict) else {}
+    declared = getattr(cls, "__slots__", None)
+    slots: dict[str, Any] = declared if isinstance(declared, dict) else {}
     return tuple(
         name
         for name, info in slots.items()
-        if (c_type := getattr(info, "c_type", info)) in ("ValUnion", "CreateStmt")
+        if (c_type := str(getattr(info, "c_type", info))) in ("ValUnion", "CreateStmt")
         or (c_type.endswith("*") and c_type not in ("char*", "Bitmapset*"))
     )
 
@@ -417,7 +468,7 @@ def existing_table_alters(script: Script) -> Iterator[tuple[Statement, str, ast.
     for stmt in script.statements:
         table = altered_table(stmt)
         if table is not None and not script.is_new(table, stmt):
-            for cmd in stmt.node.cmds:
+            for cmd in alter_commands(stmt.node):
                 yield stmt, table, cmd
 
 
@@ -427,5 +478,5 @@ def column_types(script: Script) -> Iterator[tuple[Statement, ast.ColumnDef, str
         retyped = {id(cmd.def_): cmd.name for cmd in stmt.find(ast.AlterTableCmd)}
         for column in stmt.find(ast.ColumnDef):
             if column.typeName is not None:
-                name = column.colname or retyped.get(id(column), "?")
-                yield stmt, column, name, last_name(column.typeName.names)
+                name = column.colname or retyped.get(id(column)) or "?"
+                yield stmt, column, name, type_name(column)

@@ -33,7 +33,8 @@ _WITH_BEHAVIOR = (ast.DropStmt, ast.TruncateStmt, ast.AlterTableCmd, ast.AlterDo
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
     for stmt in ctx.script.statements:
-        if any(node.behavior == DropBehavior.DROP_CASCADE for kind in _WITH_BEHAVIOR for node in stmt.find(kind)):
+        behaviors = (getattr(node, "behavior", None) for kind in _WITH_BEHAVIOR for node in stmt.find(kind))
+        if DropBehavior.DROP_CASCADE in behaviors:
             yield Finding(
                 "CASCADE also drops or empties every object that depends on the target - views, foreign keys, "
                 "rows of referencing tables - none of which are visible in the script, so the review cannot "

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pglast import ast
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import relation_key
+from plancheck.checks.rules.script import items, relation_key
 
 BAD = [
     "TRUNCATE orders",
@@ -31,7 +31,7 @@ def check(ctx: RuleContext) -> Iterator[Finding]:
     for stmt in ctx.script.statements:
         if not isinstance(stmt.node, ast.TruncateStmt):
             continue
-        for relation in stmt.node.relations:
+        for relation in items(stmt.node.relations):
             table = relation_key(relation)
             if not ctx.script.is_new(table, stmt):
                 yield Finding(

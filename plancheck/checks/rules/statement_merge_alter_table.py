@@ -16,7 +16,7 @@ from pglast import ast
 from pglast.enums import AlterTableType
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import Statement, altered_table
+from plancheck.checks.rules.script import Statement, alter_commands, altered_table
 
 BAD = [
     "ALTER TABLE orders ADD COLUMN note text; ALTER TABLE orders ADD COLUMN source text;",
@@ -38,7 +38,7 @@ def _mergeable_table(ctx: RuleContext, stmt: Statement) -> str | None:
     table = altered_table(stmt)
     if table is None or ctx.script.is_new(table, stmt):
         return None
-    for cmd in stmt.node.cmds:
+    for cmd in alter_commands(stmt.node):
         if cmd.subtype == AlterTableType.AT_ValidateConstraint:
             return None
         if isinstance(cmd.def_, ast.Constraint) and cmd.def_.skip_validation:

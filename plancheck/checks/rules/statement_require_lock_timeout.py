@@ -16,7 +16,15 @@ from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, ObjectType
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import Script, Statement, altered_table, names_key, relation_key
+from plancheck.checks.rules.script import (
+    Script,
+    Statement,
+    alter_commands,
+    altered_table,
+    items,
+    names_key,
+    relation_key,
+)
 
 BAD = [
     "ALTER TABLE orders ADD COLUMN note text",
@@ -40,15 +48,16 @@ _RELATIONS = {ObjectType.OBJECT_TABLE, ObjectType.OBJECT_INDEX, ObjectType.OBJEC
 def _locked_tables(script: Script, stmt: Statement) -> list[str]:
     """Keys of the existing relations stmt takes a lock on that blocks writes (or more)."""
     node = stmt.node
-    if altered_table(stmt):
-        validate_only = all(cmd.subtype == AlterTableType.AT_ValidateConstraint for cmd in node.cmds)
-        keys = [] if validate_only else [relation_key(node.relation)]
+    table = altered_table(stmt)
+    if table is not None:
+        validate_only = all(cmd.subtype == AlterTableType.AT_ValidateConstraint for cmd in alter_commands(node))
+        keys = [] if validate_only else [table]
     elif isinstance(node, ast.IndexStmt):
         keys = [] if node.concurrent else [relation_key(node.relation)]
     elif isinstance(node, ast.DropStmt) and node.removeType in _RELATIONS:
-        keys = [] if node.concurrent else [names_key(names) for names in node.objects]
+        keys = [] if node.concurrent else [names_key(names) for names in items(node.objects)]
     elif isinstance(node, (ast.TruncateStmt, ast.LockStmt)):
-        keys = [relation_key(relation) for relation in node.relations]
+        keys = [relation_key(relation) for relation in items(node.relations)]
     elif isinstance(node, (ast.RenameStmt, ast.CreateTrigStmt)) and node.relation is not None:
         keys = [relation_key(node.relation)]
     elif isinstance(node, ast.CreateStmt):

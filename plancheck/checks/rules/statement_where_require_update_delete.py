@@ -37,7 +37,8 @@ _HARM = {
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
     for stmt in ctx.script.statements:
-        for node in (*stmt.find(ast.DeleteStmt), *stmt.find(ast.UpdateStmt)):
+        nodes: list[ast.DeleteStmt | ast.UpdateStmt] = [*stmt.find(ast.DeleteStmt), *stmt.find(ast.UpdateStmt)]
+        for node in nodes:
             if node.whereClause is None:
                 verb = "DELETE" if isinstance(node, ast.DeleteStmt) else "UPDATE"
                 table = relation_key(node.relation)

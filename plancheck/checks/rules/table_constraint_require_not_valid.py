@@ -17,7 +17,7 @@ from pglast import ast
 from pglast.enums import AlterTableType, ConstrType
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import existing_table_alters, last_name, relation_key
+from plancheck.checks.rules.script import constraint_of, existing_table_alters, last_name, relation_key
 
 BAD = [
     "ALTER TABLE items ADD CONSTRAINT fk_items_order FOREIGN KEY (order_id) REFERENCES orders (id)",
@@ -42,9 +42,10 @@ def _lock(constraint: ast.Constraint, table: str) -> str:
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
     for stmt, table, cmd in existing_table_alters(ctx.script):
-        constraint = cmd.def_
+        constraint = constraint_of(cmd)
         if (
             cmd.subtype == AlterTableType.AT_AddConstraint
+            and constraint is not None
             and constraint.contype in (ConstrType.CONSTR_CHECK, ConstrType.CONSTR_FOREIGN)
             and not constraint.skip_validation
         ):
@@ -58,8 +59,8 @@ def check(ctx: RuleContext) -> Iterator[Finding]:
                 stmt.at(constraint),
             )
     for stmt, domain in ctx.script.top(ast.AlterDomainStmt):
-        constraint = domain.def_
-        if domain.subtype == "C" and isinstance(constraint, ast.Constraint) and not constraint.skip_validation:
+        constraint = constraint_of(domain)
+        if domain.subtype == "C" and constraint is not None and not constraint.skip_validation:
             name = constraint.conname or "<name>"
             yield Finding(
                 f'Adding constraint "{name}" to domain "{last_name(domain.typeName)}" without NOT VALID checks '

@@ -47,7 +47,8 @@ def _keyed_later(script: Script) -> set[str]:
 
 def _exempt(node: ast.CreateStmt) -> bool:
     likes = any(isinstance(element, ast.TableLikeClause) for element in node.tableElts or ())
-    return node.relation.relpersistence == "t" or node.partbound is not None or likes
+    temporary = node.relation is not None and node.relation.relpersistence == "t"
+    return temporary or node.partbound is not None or likes
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
