@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plancheck.api import Plancheck
+from plancheck.checks import advise
 from plancheck.checks.advise import MAX_SCRIPT_BYTES, ReviewConfig, review
 from plancheck.checks.result import CheckResult, CheckType, Position, Status
 from plancheck.checks.rules import ALL_RULES
@@ -330,3 +331,49 @@ def test_deeply_nested_statement_does_not_overflow_the_stack() -> None:
 def test_lone_surrogate_is_a_syntax_error() -> None:
     (result,) = review("SELECT 1;\nSELECT '\udc80';", "t", DEFAULT)
     assert (result.title, result.position) == ("Syntax error", Position(2, 9))
+
+
+def test_a_sheet_is_parsed_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fan-out plan reviews one sheet on many targets: the parse is shared, by the text's SHA-256."""
+    advise.PARSES.clear()
+    parsed: list[str] = []
+    real = advise.parse_script
+    monkeypatch.setattr(advise, "parse_script", lambda sql: parsed.append(sql) or real(sql))
+    sql = "SET lock_timeout = '1s';\nDELETE FROM orders;"
+    first = [review(sql, f"pg/db{i}", DEFAULT) for i in range(5)]
+    assert parsed == [sql] and advise.parse(sql) is advise.parse(sql)
+    assert [result[0].target for result in first] == [f"pg/db{i}" for i in range(5)]
+    assert all(result[0].title == "statement.where-require-update-delete" for result in first)
+    review(sql + " ", "pg/db", DEFAULT)
+    assert parsed == [sql, sql + " "]
+
+
+def test_the_parse_cache_is_bounded_by_entries_and_text() -> None:
+    cache = advise._ParseCache(entries=2, text_bytes=30)
+    computed: list[str] = []
+
+    def compute(sql: str) -> advise.Script | advise.Unreviewable:
+        computed.append(sql)
+        return advise._parse(sql)
+
+    for sql in ("SELECT 1", "SELECT 2", "SELECT 3", "SELECT 1"):
+        cache.get(sql, compute)
+    assert computed == ["SELECT 1", "SELECT 2", "SELECT 3", "SELECT 1"]  # 2 entries: "SELECT 1" was evicted
+    cache.get("SELECT 3", compute)
+    assert len(computed) == 4
+    long = "SELECT 1 -- " + "x" * 40  # larger than the whole cache: never kept
+    cache.get(long, compute)
+    cache.get(long, compute)
+    assert computed[-2:] == [long, long]
+
+
+def test_threads_share_one_parse_safely() -> None:
+    advise.PARSES.clear()
+    sql = "CREATE TABLE t (id int PRIMARY KEY);\nALTER TABLE orders ADD COLUMN a int;\n" * 200
+    results: list[list[CheckResult]] = []
+    threads = [threading.Thread(target=lambda: results.append(review(sql, "t", DEFAULT))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 8 and all(result == results[0] for result in results)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import re2
 from pglast import ast
@@ -37,9 +37,10 @@ class Finding:
     index: int
 
 
-@dataclass(frozen=True)
-class RuleContext:
-    """What a rule reads: the script, its options and, when a target is at hand, the target's answers."""
+class RuleContext(NamedTuple):
+    """What a rule reads: the script, its options and, when a target is at hand, the target's answers.
+
+    A tuple: one is built per rule per review, and it is cheaper than a frozen dataclass."""
 
     script: Script
     options: Mapping[str, Any]
@@ -139,10 +140,10 @@ def _check_template(label: str, value: str) -> None:
             raise ValueError(f"{label}: {{{name}}} is not a placeholder of name templates (known: {known})")
 
 
-@dataclass(frozen=True)
-class Named:
+class Named(NamedTuple):
     """A name the script gives an object, the node locating it, and what a name template is filled with
-    (table None: not known from the statement, so no template applies)."""
+    (table None: not known from the statement, so no template applies). A tuple: there is one per
+    column of every CREATE TABLE."""
 
     name: str | None
     node: ast.Node | None
@@ -161,10 +162,11 @@ class Named:
                                     ref_columns=ref_columns)
 
 
-def misnamed(stmt: Statement, kind: str, names: Iterable[Named], pattern: str) -> Iterator[Finding]:
-    """Findings for the names that do not match pattern, or differ from their template's name."""
+def misnamed(kind: str, names: Iterable[tuple[Statement, Named]], pattern: str) -> Iterator[Finding]:
+    """Findings for the names (with their statements) that do not match pattern, or differ from their
+    template's name."""
     regex = user_pattern(pattern)
-    for named in names:
+    for stmt, named in names:
         if named.name is None:
             continue
         expected = named.expected()
@@ -176,8 +178,14 @@ def misnamed(stmt: Statement, kind: str, names: Iterable[Named], pattern: str) -
                 f'"{expected}".',
                 stmt.at(named.node),
             )
-        elif not regex.search(named.name):
+        elif not _matches(pattern, named.name):
             yield _pattern_finding(stmt, kind, named, pattern, regex)
+
+
+@lru_cache(maxsize=4096)
+def _matches(pattern: str, name: str) -> bool:
+    """Whether name matches the user's pattern; schemas repeat their names (id, created_at) a lot."""
+    return user_pattern(pattern).search(name) is not None
 
 
 def _pattern_finding(stmt: Statement, kind: str, named: Named, pattern: str, regex: Any) -> Finding:

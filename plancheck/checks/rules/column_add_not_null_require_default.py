@@ -16,7 +16,7 @@ from pglast import ast
 from pglast.enums import AlterTableType, ConstrType
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import SERIAL_TYPES, column_of, constraints, existing_table_alters, type_name
+from plancheck.checks.rules.script import SERIAL_TYPES, column_of, constraints, type_name
 
 BAD = [
     "ALTER TABLE orders ADD COLUMN region text NOT NULL",
@@ -40,7 +40,7 @@ def _fails_on_existing_rows(column: ast.ColumnDef) -> bool:
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    for stmt, table, cmd in existing_table_alters(ctx.script):
+    for stmt, table, cmd in ctx.script.existing_alters:
         column = column_of(cmd)
         if cmd.subtype == AlterTableType.AT_AddColumn and column is not None and _fails_on_existing_rows(column):
             yield Finding(

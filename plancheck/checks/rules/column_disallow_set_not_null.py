@@ -51,7 +51,7 @@ def _not_null_column(constraint: ast.Node | None) -> str | None:
 def check(ctx: RuleContext) -> Iterator[Finding]:
     proven: set[tuple[str, str]] = set()  # (table, column) with a valid CHECK (column IS NOT NULL)
     pending: dict[tuple[str, str | None], str] = {}  # (table, constraint) -> column, added NOT VALID
-    for stmt in ctx.script.statements:
+    for stmt, _ in ctx.script.top(ast.AlterTableStmt):
         table = altered_table(stmt)
         if table is None or ctx.script.is_new(table, stmt):
             continue

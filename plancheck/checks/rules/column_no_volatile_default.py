@@ -19,7 +19,7 @@ from pglast import ast
 from pglast.enums import AlterTableType, ConstrType
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import SERIAL_TYPES, Statement, existing_table_alters, last_name, type_name, walk
+from plancheck.checks.rules.script import SERIAL_TYPES, Statement, last_name, type_name, walk
 from plancheck.checks.rules.volatility import is_volatile
 
 BAD = [
@@ -72,7 +72,7 @@ def _volatile_call(ctx: RuleContext, stmt: Statement, expression: ast.Node | Non
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    for stmt, table, cmd in existing_table_alters(ctx.script):
+    for stmt, table, cmd in ctx.script.existing_alters:
         if cmd.subtype != AlterTableType.AT_AddColumn or not isinstance(cmd.def_, ast.ColumnDef):
             continue
         found = _per_row_value(ctx, stmt, cmd.def_)

@@ -45,8 +45,8 @@ def _concurrent_operation(node: ast.Node) -> str | None:
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
     for stmt in ctx.script.statements:
-        operation = _concurrent_operation(stmt.node)
-        if operation and stmt.in_transaction:
+        operation = _concurrent_operation(stmt.node) if stmt.in_transaction else None
+        if operation:
             yield Finding(
                 f"{operation} cannot run inside a transaction block, and this statement comes after BEGIN with "
                 'no COMMIT in between: PostgreSQL rejects it with "cannot run inside a transaction block" and '

@@ -27,9 +27,8 @@ GOOD = [
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    for stmt in ctx.script.statements:
-        node = stmt.node
-        if isinstance(node, ast.IndexStmt) and not node.concurrent:
+    for stmt, node in ctx.script.top(ast.IndexStmt):
+        if not node.concurrent:
             table = relation_key(node.relation)
             if not ctx.script.is_new(table, stmt):
                 yield Finding(

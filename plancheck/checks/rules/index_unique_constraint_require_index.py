@@ -17,7 +17,6 @@ from pglast import ast
 from pglast.enums import AlterTableType, ConstrType
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import existing_table_alters
 
 BAD = [
     "ALTER TABLE orders ADD CONSTRAINT uk_orders_ref UNIQUE (ref)",
@@ -48,7 +47,7 @@ def _index_building(cmd: ast.AlterTableCmd) -> list[ast.Constraint]:
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    for stmt, table, cmd in existing_table_alters(ctx.script):
+    for stmt, table, cmd in ctx.script.existing_alters:
         for constraint in _index_building(cmd):
             kind = _KINDS[ConstrType(constraint.contype or 0)]
             index = constraint.conname or f"{table}_{'pkey' if kind == 'PRIMARY KEY' else 'key'}"

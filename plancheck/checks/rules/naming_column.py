@@ -29,11 +29,10 @@ GOOD = [
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
     pattern = ctx.options["pattern"]
-    for stmt in ctx.script.statements:
-        names = [Named(column.colname, column) for column in stmt.find(ast.ColumnDef)]
-        if isinstance(stmt.node, ast.RenameStmt) and stmt.node.renameType == ObjectType.OBJECT_COLUMN:
-            names.append(Named(stmt.node.newname, stmt.node.relation))
-        yield from misnamed(stmt, "column", names, pattern)
+    names = [(stmt, Named(column.colname, column)) for stmt, column in ctx.script.find(ast.ColumnDef)]
+    names += [(stmt, Named(rename.newname, rename.relation)) for stmt, rename in ctx.script.top(ast.RenameStmt)
+              if rename.renameType == ObjectType.OBJECT_COLUMN]
+    yield from misnamed("column", sorted(names, key=lambda pair: pair[0].ordinal), pattern)
 
 
 RULE = Rule(

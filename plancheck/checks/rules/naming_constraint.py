@@ -20,7 +20,7 @@ from pglast import ast
 from pglast.enums import ConstrType, ObjectType
 
 from plancheck.checks.rules.base import Finding, Level, Named, Rule, RuleContext, misnamed
-from plancheck.checks.rules.script import Statement, last_field, relation_name, walk
+from plancheck.checks.rules.script import Statement, constraints, last_field, relation_name, walk
 
 BAD = [
     'CREATE TABLE orders (id bigint CONSTRAINT "PK_Orders" PRIMARY KEY)',
@@ -67,20 +67,26 @@ def _named(ctx: RuleContext, constraint: ast.Constraint, table: str | None, colu
 
 
 def _constraint_names(ctx: RuleContext, stmt: Statement) -> Iterator[Named]:
+    if isinstance(stmt.node, ast.RenameStmt):
+        if stmt.node.renameType == ObjectType.OBJECT_TABCONSTRAINT:
+            yield Named(stmt.node.newname, stmt.node.relation)
+        return
     table = relation_name(getattr(stmt.node, "relation", None))
     owners = {id(constraint): column.colname for column in stmt.find(ast.ColumnDef)
-              for constraint in column.constraints or ()}
+              for constraint in constraints(column)}
     for constraint in stmt.find(ast.Constraint):
         if constraint.conname is not None:
             yield _named(ctx, constraint, table, owners.get(id(constraint)))
-    if isinstance(stmt.node, ast.RenameStmt) and stmt.node.renameType == ObjectType.OBJECT_TABCONSTRAINT:
-        yield Named(stmt.node.newname, stmt.node.relation)
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    for stmt in ctx.script.statements:
-        if isinstance(stmt.node, (ast.CreateStmt, ast.AlterTableStmt, ast.RenameStmt)):
-            yield from misnamed(stmt, "constraint", _constraint_names(ctx, stmt), ctx.options["pattern"])
+    """Only statements that name a constraint are read (most constraints are left unnamed)."""
+    naming = {stmt.ordinal: stmt for stmt, constraint in ctx.script.find(ast.Constraint) if constraint.conname}
+    naming |= {stmt.ordinal: stmt for stmt, _ in ctx.script.top(ast.RenameStmt)}
+    statements = [naming[ordinal] for ordinal in sorted(naming)
+                  if isinstance(naming[ordinal].node, (ast.CreateStmt, ast.AlterTableStmt, ast.RenameStmt))]
+    names = ((stmt, name) for stmt in statements for name in _constraint_names(ctx, stmt))
+    yield from misnamed("constraint", names, ctx.options["pattern"])
 
 
 RULE = Rule(

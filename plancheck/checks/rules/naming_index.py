@@ -46,8 +46,9 @@ def _index_names(node: ast.Node, template: str, unique_template: str) -> list[Na
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
     template, unique_template = ctx.options["template"], ctx.options["unique_template"]
-    for stmt in ctx.script.statements:
-        yield from misnamed(stmt, "index", _index_names(stmt.node, template, unique_template), ctx.options["pattern"])
+    names = ((stmt, named) for stmt, node in ctx.script.top_of(ast.IndexStmt, ast.RenameStmt)
+             for named in _index_names(node, template, unique_template))
+    yield from misnamed("index", names, ctx.options["pattern"])
 
 
 RULE = Rule(

@@ -38,8 +38,9 @@ def _table_names(node: ast.Node) -> list[Named]:
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    for stmt in ctx.script.statements:
-        yield from misnamed(stmt, "table", _table_names(stmt.node), ctx.options["pattern"])
+    kinds = (ast.CreateStmt, ast.CreateTableAsStmt, ast.RenameStmt)
+    names = ((stmt, named) for stmt, node in ctx.script.top_of(*kinds) for named in _table_names(node))
+    yield from misnamed("table", names, ctx.options["pattern"])
 
 
 RULE = Rule(

@@ -19,7 +19,7 @@ from pglast import ast
 from pglast.enums import AlterTableType, ObjectType
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import Statement, existing_table_alters, items, names_key, relation_key, type_name
+from plancheck.checks.rules.script import Statement, items, names_key, relation_key, type_name
 
 BAD = [
     "DROP TABLE orders",
@@ -118,7 +118,7 @@ def check(ctx: RuleContext) -> Iterator[Finding]:
         yield from _dropped_containers(stmt)
         yield from _dropped_relations(ctx, stmt)
         yield from _renames(ctx, stmt)
-    for stmt, table, cmd in existing_table_alters(ctx.script):
+    for stmt, table, cmd in ctx.script.existing_alters:
         if cmd.subtype == AlterTableType.AT_DropColumn:
             yield Finding(
                 f'Dropping column "{cmd.name}" of "{table}" is not backward compatible: {_BREAKS} Release code '

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import bisect
 import operator
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import EnumMeta
 from functools import cached_property
 from typing import Any, TypeVar
 
 import pglast
-from pglast import ast
+from pglast import ast, enums
 from pglast.enums import ObjectType, TransactionStmtKind, VariableSetKind
 from pglast.parser import ParseError
 
@@ -34,6 +36,7 @@ _ZERO_DURATION = re.compile(r"\s*0*(?:\.0*)?\s*[a-z]*\s*")
 # level per 2 bytes: 8 MB stacks overflow (segfault) at ~26,000 levels; 512 MB covers a 2 MiB script.
 _PARSER_STACK_BYTES = 512 * 1024 * 1024
 _stack_size_lock = threading.Lock()
+_PARSER_THREADS = 2  # reviews of concurrent callers (API threads) need not queue behind one big parse
 # Above this _offset_mapping_cost (about 0.2 s), pglast would spend too long on non-ASCII names.
 _OFFSET_MAPPING_BUDGET = 20_000_000
 # Scripts up to this many UTF-8 bytes are parsed in the caller's thread: starting a parser thread costs
@@ -83,6 +86,17 @@ class Script:
     created: dict[str, int] = field(default_factory=dict)  # relation key -> ordinal creating it
     ends_in_transaction: bool = False  # an explicit BEGIN is still open after the last statement
     _found: dict[type, list[tuple[Statement, Any]]] = field(default_factory=dict, repr=False)
+    _top: dict[type, list[tuple[Statement, Any]]] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def existing_alters(self) -> list[tuple[Statement, str, ast.AlterTableCmd]]:
+        """(statement, table, command) of every ALTER TABLE command on a table the script did not create."""
+        return [
+            (stmt, table, cmd)
+            for stmt, _ in self.top(ast.AlterTableStmt)
+            if (table := altered_table(stmt)) is not None and not self.is_new(table, stmt)
+            for cmd in alter_commands(stmt.node)
+        ]
 
     def is_new(self, key: str, stmt: Statement) -> bool:
         """Whether an earlier statement of this script created the relation."""
@@ -92,12 +106,22 @@ class Script:
         """(statement, node) of every node of this type in the script, in statement and tree order."""
         found = self._found.get(kind)
         if found is None:
-            found = self._found[kind] = [(stmt, node) for stmt in self.statements for node in stmt.find(kind)]
+            found = self._found[kind] = [(stmt, node) for stmt in self.statements for node in stmt.nodes.get(kind, ())]
         return found
 
     def top(self, kind: type[N]) -> list[tuple[Statement, N]]:
         """(statement, node) of the statements that are of this type (not nested in another)."""
-        return [(stmt, node) for stmt, node in self.find(kind) if node is stmt.node]
+        if not self._top:  # built whole, then published: parses are shared between threads
+            top: dict[type, list[tuple[Statement, Any]]] = {}
+            for stmt in self.statements:
+                top.setdefault(type(stmt.node), []).append((stmt, stmt.node))
+            self._top = top
+        return self._top.get(kind, [])
+
+    def top_of(self, *kinds: type[ast.Node]) -> list[tuple[Statement, Any]]:
+        """(statement, node) of the statements of any of these types, in statement order."""
+        found: list[tuple[Statement, Any]] = [pair for kind in kinds for pair in self.top(kind)]
+        return sorted(found, key=lambda pair: pair[0].ordinal)
 
     @cached_property
     def lines(self) -> LineIndex:
@@ -210,18 +234,27 @@ def on_parser_stack(function: Callable[[str], T], text: str) -> T:
 
 
 def _on_deep_stack(function: Callable[[str], T], argument: str) -> T:
-    """function(argument) in a thread whose stack fits any tree pglast builds from a reviewable script."""
-    with _stack_size_lock:  # the stack size is process-wide, applied to threads started while it is set
+    """function(argument) in a thread whose stack fits any tree pglast builds from a reviewable script.
+
+    The parser threads are kept (they idle on a queue) and started while the process-wide stack size is
+    set: a thread takes its stack size when it starts, so every submit sets it for the thread it may start.
+    A forked child starts its own pool (the parent's threads do not exist in it).
+    """
+    with _stack_size_lock:
+        global _parsers, _parsers_pid
+        if _parsers is None or _parsers_pid != os.getpid():
+            _parsers = ThreadPoolExecutor(max_workers=_PARSER_THREADS, thread_name_prefix="plancheck-parse")
+            _parsers_pid = os.getpid()
         previous = threading.stack_size(_PARSER_STACK_BYTES)
         try:
-            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plancheck-parse")
-            future = executor.submit(function, argument)
+            future = _parsers.submit(function, argument)
         finally:
             threading.stack_size(previous)
-    try:
-        return future.result()
-    finally:
-        executor.shutdown()
+    return future.result()
+
+
+_parsers: ThreadPoolExecutor | None = None
+_parsers_pid = 0
 
 
 def _parse(text: str) -> list[_Parsed]:
@@ -230,7 +263,7 @@ def _parse(text: str) -> list[_Parsed]:
     except ParseError:
         pass  # report the error as found in the original text, with its real message
     try:
-        return [_bounds(raw, len(text)) for raw in pglast.parse_sql(text)]
+        return [_bounds(raw, len(text)) for raw in parse_sql(text)]
     except ParseError as error:
         message, index = error.args[0], error.args[1]
         raise SqlSyntaxError(message, len(text) if index is None else index) from None
@@ -242,8 +275,8 @@ def _parse_masked(text: str) -> list[_Parsed]:
     all-ASCII copy and each statement is re-parsed alone to get its real names."""
     masked = lexer.mask_literals(text)
     if _offset_mapping_cost(masked) <= _OFFSET_MAPPING_BUDGET:
-        return [_bounds(raw, len(text)) for raw in pglast.parse_sql(masked)]
-    return [_reparse(masked, _bounds(raw, len(text))) for raw in pglast.parse_sql(lexer.mask_all(masked))]
+        return [_bounds(raw, len(text)) for raw in parse_sql(masked)]
+    return [_reparse(masked, _bounds(raw, len(text))) for raw in parse_sql(lexer.mask_all(masked))]
 
 
 def offset_mapping_affordable(text: str) -> bool:
@@ -254,6 +287,36 @@ def offset_mapping_affordable(text: str) -> bool:
 def _offset_mapping_cost(text: str) -> int:
     """Upper bound of pglast's work to map byte offsets to characters: locations x multi-byte bytes."""
     return len(text) * (len(text.encode()) - len(text))
+
+
+def parse_sql(text: str) -> tuple[ast.RawStmt, ...]:
+    """pglast.parse_sql(text), about 6 times faster.
+
+    pglast builds its tree in C, but assigns every attribute through ast.Node.__setattr__, which checks
+    and coerces the value in Python (85 % of the parse), and makes each enum value by calling the enum
+    class. Values coming from the C parser already have the right types, and an enum member is found
+    as well by its value in the class's value map: so while pglast builds the tree, attributes are
+    assigned plainly and enum members looked up (tests/unit/rules/test_script_context.py compares both
+    trees). The switch is process-wide: parses take turns, and no other code of this process builds
+    pglast nodes by hand or reads enums through the pglast.enums module meanwhile (its own imports of
+    the enum classes are unaffected).
+    """
+    with _TRUSTED_LOCK:
+        ast.Node.__setattr__ = object.__setattr__  # type: ignore[method-assign,assignment]
+        for name, lookup in _ENUM_LOOKUPS.items():
+            setattr(enums, name, lookup)
+        try:
+            return tuple(pglast.parse_sql(text))
+        finally:
+            ast.Node.__setattr__ = _VALIDATING_SETATTR  # type: ignore[method-assign]
+            for name, enum_class in _ENUM_CLASSES.items():
+                setattr(enums, name, enum_class)
+
+
+_VALIDATING_SETATTR = ast.Node.__setattr__
+_ENUM_CLASSES = {name: value for name, value in vars(enums).items() if isinstance(value, EnumMeta)}
+_ENUM_LOOKUPS = {name: enum_class._value2member_map_.__getitem__ for name, enum_class in _ENUM_CLASSES.items()}
+_TRUSTED_LOCK = threading.Lock()
 
 
 def _bounds(raw: ast.RawStmt, length: int) -> _Parsed:
@@ -273,7 +336,7 @@ def _reparse(masked: str, parsed: _Parsed) -> _Parsed:
         return parsed  # its names are ASCII: exact already
     if _offset_mapping_cost(piece) > _OFFSET_MAPPING_BUDGET:
         return _Parsed(parsed.node, parsed.start, parsed.end, parsed.offset, names_masked=True)  # too slow
-    (raw,) = pglast.parse_sql(piece)
+    (raw,) = parse_sql(piece)
     return _Parsed(_statement_node(raw), parsed.start, parsed.end, parsed.start)
 
 
@@ -385,45 +448,61 @@ def type_name(column: ast.ColumnDef) -> str:
 
 
 def walk(root: Any) -> Iterator[ast.Node]:
-    """Every node under root (a node or a tuple of nodes), root first, depth first.
+    """Every node under root (a node or a tuple of nodes), root first, depth first, except value nodes
+    (constants and names: A_Const, String, Integer, ...), which rules read from their parents.
 
-    It runs on every node of every statement (`collect`), hence the bound methods and cached getters.
+    It runs on every node of every statement (`collect`), hence the bound methods and cached getters;
+    value nodes are nearly half of all nodes.
     """
     stack: list[Any] = [root]
-    pop, push, extend = stack.pop, stack.append, stack.extend
+    pop, push, extend, known = stack.pop, stack.append, stack.extend, _CHILDREN.get
     while stack:
         item = pop()
-        if isinstance(item, tuple):
-            extend(reversed(item))
-        elif isinstance(item, ast.Node):
-            yield item
-            children, many = _children(type(item))
-            if children is None:
-                continue
-            if many:
-                extend(reversed(children(item)))  # None children are popped and skipped
-            else:
-                push(children(item))
+        cls = type(item)
+        if cls is tuple:
+            extend(item[::-1])
+            continue
+        entry = known(cls) or _children(cls)
+        if entry is _NOT_WALKED:
+            continue  # None (an absent child) or a value node
+        yield item
+        children, many = entry
+        if children is None:
+            continue
+        if many:
+            extend(children(item)[::-1])  # None children are popped and skipped
+        else:
+            push(children(item))
 
 
 def collect(root: ast.Node) -> dict[type, list[ast.Node]]:
     """Every node under root grouped by type, in tree order."""
     nodes: dict[type, list[ast.Node]] = {}
     for node in walk(root):
-        nodes.setdefault(type(node), []).append(node)
+        found = nodes.get(type(node))
+        if found is None:
+            nodes[type(node)] = [node]
+        else:
+            found.append(node)
     return nodes
 
 
 def _children(cls: type) -> tuple[Callable[[ast.Node], Any] | None, bool]:
-    """A getter of cls's child slots (returning a tuple when many) and whether there are many."""
+    """A getter of cls's child slots (returning a tuple when many) and whether there are many; _NOT_WALKED for
+    what walk does not yield."""
     found = _CHILDREN.get(cls)
     if found is None:
-        slots = _child_slots(cls)
-        found = _CHILDREN[cls] = (operator.attrgetter(*slots) if slots else None), len(slots) > 1
+        if not issubclass(cls, ast.Node) or cls in _VALUE_NODES:
+            found = _CHILDREN[cls] = _NOT_WALKED
+        else:
+            slots = _child_slots(cls)
+            found = _CHILDREN[cls] = (operator.attrgetter(*slots) if slots else None), len(slots) > 1
     return found
 
 
+_NOT_WALKED: tuple[None, bool] = (None, False)
 _CHILDREN: dict[type, tuple[Callable[[ast.Node], Any] | None, bool]] = {}
+_VALUE_NODES = frozenset({ast.A_Const, ast.String, ast.Integer, ast.Float, ast.Boolean, ast.BitString})
 
 
 def _child_slots(cls: type) -> tuple[str, ...]:
@@ -463,20 +542,9 @@ def altered_table(stmt: Statement) -> str | None:
     return None
 
 
-def existing_table_alters(script: Script) -> Iterator[tuple[Statement, str, ast.AlterTableCmd]]:
-    """(statement, table, command) of every ALTER TABLE command on a table the script did not create."""
-    for stmt in script.statements:
-        table = altered_table(stmt)
-        if table is not None and not script.is_new(table, stmt):
-            for cmd in alter_commands(stmt.node):
-                yield stmt, table, cmd
-
-
 def column_types(script: Script) -> Iterator[tuple[Statement, ast.ColumnDef, str, str]]:
     """(statement, definition, column name, unqualified type name) of every column defined or retyped."""
-    for stmt in script.statements:
-        retyped = {id(cmd.def_): cmd.name for cmd in stmt.find(ast.AlterTableCmd)}
-        for column in stmt.find(ast.ColumnDef):
-            if column.typeName is not None:
-                name = column.colname or retyped.get(id(column)) or "?"
-                yield stmt, column, name, type_name(column)
+    retyped = {id(cmd.def_): cmd.name for _, cmd in script.find(ast.AlterTableCmd)}
+    for stmt, column in script.find(ast.ColumnDef):
+        if column.typeName is not None:
+            yield stmt, column, column.colname or retyped.get(id(column)) or "?", type_name(column)

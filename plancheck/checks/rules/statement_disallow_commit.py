@@ -38,8 +38,8 @@ _ENDS = {
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    for stmt in ctx.script.statements:
-        if isinstance(stmt.node, ast.TransactionStmt) and stmt.node.kind in _ENDS:
+    for stmt, transaction in ctx.script.top(ast.TransactionStmt):
+        if transaction.kind in _ENDS:
             verb = stmt.sql.split(None, 1)[0].upper()
             yield Finding(
                 f"{verb} in a migration takes transaction control away from the rollout: statements before it "

@@ -48,7 +48,7 @@ def _mergeable_table(ctx: RuleContext, stmt: Statement) -> str | None:
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
     runs: list[tuple[str, list[Statement]]] = []
-    for stmt in ctx.script.statements:
+    for stmt, _ in ctx.script.top(ast.AlterTableStmt):
         table = _mergeable_table(ctx, stmt)
         if table is not None and runs and runs[-1][0] == table and runs[-1][1][-1].ordinal == stmt.ordinal - 1:
             runs[-1][1].append(stmt)

@@ -42,6 +42,9 @@ GOOD = [
     "ALTER TABLE orders VALIDATE CONSTRAINT chk_total",
 ]
 
+# The statements _locked_tables looks at.
+_LOCKING = (ast.AlterTableStmt, ast.IndexStmt, ast.DropStmt, ast.TruncateStmt, ast.LockStmt, ast.RenameStmt,
+            ast.CreateTrigStmt, ast.CreateStmt)
 _RELATIONS = {ObjectType.OBJECT_TABLE, ObjectType.OBJECT_INDEX, ObjectType.OBJECT_VIEW, ObjectType.OBJECT_MATVIEW}
 
 
@@ -71,7 +74,7 @@ def _locked_tables(script: Script, stmt: Statement) -> list[str]:
 def check(ctx: RuleContext) -> Iterator[Finding]:
     unprotected = [
         (stmt, tables)
-        for stmt in ctx.script.statements
+        for stmt, _ in ctx.script.top_of(*_LOCKING)
         if not stmt.lock_timeout and (tables := _locked_tables(ctx.script, stmt))
     ]
     if unprotected:

@@ -17,7 +17,7 @@ from pglast import ast
 from pglast.enums import AlterTableType, ConstrType
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import constraint_of, existing_table_alters, last_name, relation_key
+from plancheck.checks.rules.script import constraint_of, last_name, relation_key
 
 BAD = [
     "ALTER TABLE items ADD CONSTRAINT fk_items_order FOREIGN KEY (order_id) REFERENCES orders (id)",
@@ -41,7 +41,7 @@ def _lock(constraint: ast.Constraint, table: str) -> str:
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    for stmt, table, cmd in existing_table_alters(ctx.script):
+    for stmt, table, cmd in ctx.script.existing_alters:
         constraint = constraint_of(cmd)
         if (
             cmd.subtype == AlterTableType.AT_AddConstraint

@@ -16,7 +16,7 @@ from pglast import ast
 from pglast.enums import AlterTableType
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import existing_table_alters, relation_key
+from plancheck.checks.rules.script import relation_key
 
 BAD = [
     "ALTER TABLE events DETACH PARTITION events_2020",
@@ -30,7 +30,7 @@ GOOD = [
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    for stmt, table, cmd in existing_table_alters(ctx.script):
+    for stmt, table, cmd in ctx.script.existing_alters:
         partition = cmd.def_
         if cmd.subtype == AlterTableType.AT_DetachPartition and isinstance(partition, ast.PartitionCmd):
             if not partition.concurrent and partition.name is not None:

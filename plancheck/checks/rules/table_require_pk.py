@@ -40,7 +40,7 @@ def _keyed_later(script: Script) -> set[str]:
     """Tables that get a primary key from an ALTER TABLE in the script."""
     return {
         table
-        for stmt in script.statements
+        for stmt, _ in script.top(ast.AlterTableStmt)
         if (table := altered_table(stmt)) and _has_primary_key(stmt)
     }
 
@@ -53,9 +53,8 @@ def _exempt(node: ast.CreateStmt) -> bool:
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
     keyed_later = _keyed_later(ctx.script)
-    for stmt in ctx.script.statements:
-        node = stmt.node
-        if not isinstance(node, ast.CreateStmt) or _exempt(node) or _has_primary_key(stmt):
+    for stmt, node in ctx.script.top(ast.CreateStmt):
+        if _exempt(node) or _has_primary_key(stmt):
             continue
         table = relation_key(node.relation)
         if table not in keyed_later:
