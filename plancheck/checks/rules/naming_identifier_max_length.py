@@ -62,7 +62,8 @@ def _may_have_long_name(text: str) -> bool:
     if _LONG_QUOTED.search(text):
         return True  # maybe a long quoted name: only lexing tells it from the text around it
     if text.isascii():
-        return _LONG_ASCII_RUN.search(text) is not None
+        # A 64-character name is inside a 64-character run without whitespace; C finds the longest fast.
+        return max(map(len, text.split()), default=0) > MAX_BYTES and _LONG_ASCII_RUN.search(text) is not None
     return any(len(run.encode()) > MAX_BYTES for run in _LONG_RUN.findall(text))
 
 

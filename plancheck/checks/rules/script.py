@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import EnumMeta
 from functools import cached_property
+from itertools import accumulate
 from typing import Any, TypeVar
 
 import pglast
@@ -54,7 +55,7 @@ class SqlSyntaxError(Exception):
         self.index = index
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Statement:
     """One top-level statement and the script state right before it."""
 
@@ -63,11 +64,16 @@ class Statement:
     start: int  # first token of the statement
     end: int
     offset: int  # added to node locations, which are relative to a re-parsed piece of text
-    sql: str
+    text: str  # the whole script's
     in_transaction: bool  # an explicit BEGIN is open
     lock_timeout: bool  # a non-zero lock_timeout is in effect
     nodes: dict[type, list[ast.Node]]
     names_masked: bool = False  # non-ASCII characters of its names read as "x" (see _reparse)
+
+    @property
+    def sql(self) -> str:
+        """The statement's text, from its first token to its end (without the semicolon)."""
+        return self.text[self.start : self.end].rstrip()
 
     def find(self, kind: type[N]) -> list[N]:
         """Every node of this type anywhere in the statement, in tree order."""
@@ -132,7 +138,7 @@ class LineIndex:
     """Character index -> 1-based (line, column)."""
 
     def __init__(self, text: str) -> None:
-        self._starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self._starts = list(accumulate((len(line) + 1 for line in text.split("\n")), initial=0))
 
     def __call__(self, index: int) -> tuple[int, int]:
         line = bisect.bisect_right(self._starts, index)
@@ -211,15 +217,16 @@ def parse_script(text: str) -> Script:
             start=start,
             end=parsed.end,
             offset=parsed.offset,
-            sql=text[start : parsed.end].rstrip(),
+            text=text,
             in_transaction=session.in_transaction,
             lock_timeout=session.lock_timeout,
             nodes=collect(parsed.node),
             names_masked=parsed.names_masked,
         )
         script.statements.append(stmt)
-        for key in _created_relations(stmt.node, script, stmt):
-            script.created.setdefault(key, ordinal)
+        if type(stmt.node) in _CREATING:
+            for key in _created_relations(stmt.node, script, stmt):
+                script.created.setdefault(key, ordinal)
         session = session.after(stmt.node)
     script.ends_in_transaction = session.in_transaction
     return script
@@ -350,6 +357,10 @@ def first_token(text: str, index: int) -> int:
             index = lexer.block_comment_end(text, index)
         else:
             return index
+
+
+_CREATING = frozenset({ast.CreateStmt, ast.CreateTableAsStmt, ast.SelectStmt, ast.ViewStmt, ast.CreateSeqStmt,
+                       ast.IndexStmt, ast.RenameStmt})  # the statements _created_relations reads
 
 
 def _created_relations(node: ast.Node, script: Script, stmt: Statement) -> Iterator[str]:
