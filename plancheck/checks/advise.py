@@ -20,7 +20,7 @@ from plancheck.checks.rules import ALL_RULES, RULES_BY_NAME, lexer
 from plancheck.checks.rules.base import FunctionVolatility, Level, RowEstimator, Rule, RuleContext
 from plancheck.checks.rules.script import LineIndex, Script, SqlSyntaxError, parse_script
 
-__all__ = ["FunctionVolatility", "ReviewConfig", "RowEstimator", "Unreviewable", "parse", "review"]
+__all__ = ["FunctionVolatility", "ReviewConfig", "RowEstimator", "Unreviewable", "parse", "review", "shared_parse"]
 
 MAX_SCRIPT_BYTES = 2 * 1024 * 1024  # of SQL, not counting comments and whitespace (see parse)
 MAX_RESULTS_PER_STATUS = 50
@@ -136,14 +136,15 @@ class _ParseCache:
 PARSES = _ParseCache(entries=4, text_bytes=2 * 1024 * 1024)  # a fan-out plan has few sheets
 
 
+def shared_parse(sql: str) -> Script | Unreviewable:
+    """parse(sql), once per process for a sheet checked on many targets (see _ParseCache)."""
+    return PARSES.get(sql, parse)
+
+
 def parse(sql: str) -> Script | Unreviewable:
-    """The script as the rules read it, parsed once per process (see _ParseCache): `check_target` gives
-    it to the summary report too, and the next target of the same sheet gets the same parse."""
-    return PARSES.get(sql, _parse)
+    """The script as the rules read it: `check_target` gives it to the summary report too.
 
-
-def _parse(sql: str) -> Script | Unreviewable:
-    """Size is judged by what the parser must build: comments and whitespace cost nothing, so a script
+    Size is judged by what the parser must build: comments and whitespace cost nothing, so a script
     padded past MAX_SCRIPT_BYTES with them is still reviewed in full. A script with more SQL than that
     is not parsed and fails the review with an ERROR, so size can never hide a statement.
     """

@@ -334,18 +334,19 @@ def test_lone_surrogate_is_a_syntax_error() -> None:
 
 
 def test_a_sheet_is_parsed_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fan-out plan reviews one sheet on many targets: the parse is shared, by the text's SHA-256."""
+    """A fan-out plan checks one sheet on many targets: the parse is shared, by the text's SHA-256."""
     advise.PARSES.clear()
     parsed: list[str] = []
     real = advise.parse_script
     monkeypatch.setattr(advise, "parse_script", lambda sql: parsed.append(sql) or real(sql))
     sql = "SET lock_timeout = '1s';\nDELETE FROM orders;"
-    first = [review(sql, f"pg/db{i}", DEFAULT) for i in range(5)]
-    assert parsed == [sql] and advise.parse(sql) is advise.parse(sql)
+    first = [review(sql, f"pg/db{i}", DEFAULT, parsed=advise.shared_parse(sql)) for i in range(5)]
+    assert parsed == [sql] and advise.shared_parse(sql) is advise.shared_parse(sql)
     assert [result[0].target for result in first] == [f"pg/db{i}" for i in range(5)]
     assert all(result[0].title == "statement.where-require-update-delete" for result in first)
-    review(sql + " ", "pg/db", DEFAULT)
-    assert parsed == [sql, sql + " "]
+    advise.shared_parse(sql + " ")
+    review(sql, "pg/db", DEFAULT)  # without the shared parse: parsed again
+    assert parsed == [sql, sql + " ", sql]
 
 
 def test_the_parse_cache_is_bounded_by_entries_and_text() -> None:
@@ -354,7 +355,7 @@ def test_the_parse_cache_is_bounded_by_entries_and_text() -> None:
 
     def compute(sql: str) -> advise.Script | advise.Unreviewable:
         computed.append(sql)
-        return advise._parse(sql)
+        return advise.parse(sql)
 
     for sql in ("SELECT 1", "SELECT 2", "SELECT 3", "SELECT 1"):
         cache.get(sql, compute)
@@ -371,7 +372,11 @@ def test_threads_share_one_parse_safely() -> None:
     advise.PARSES.clear()
     sql = "CREATE TABLE t (id int PRIMARY KEY);\nALTER TABLE orders ADD COLUMN a int;\n" * 200
     results: list[list[CheckResult]] = []
-    threads = [threading.Thread(target=lambda: results.append(review(sql, "t", DEFAULT))) for _ in range(8)]
+
+    def check() -> None:
+        results.append(review(sql, "t", DEFAULT, parsed=advise.shared_parse(sql)))
+
+    threads = [threading.Thread(target=check) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -238,3 +240,14 @@ def test_the_review_path_imports_no_cluster_code(module: str) -> None:
     imported += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     forbidden = ("celery", "kombu", "sqlalchemy", "psycopg", "plancheck.store", "plancheck.scheduler", "plancheck.api")
     assert not [name for name in imported if name.startswith(forbidden)]
+
+
+def test_review_as_a_command(tmp_path: Path) -> None:
+    """The installed entry point, as pre-commit and CI run it."""
+    risky, clean = sql_file(tmp_path, "risky.sql", RISKY), sql_file(tmp_path, "clean.sql", CLEAN)
+    command = [sys.executable, "-m", "plancheck.cli.main", "review", "--format", "github"]
+    done = subprocess.run([*command, risky, clean], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1 and done.stderr == ""
+    assert done.stdout.splitlines()[0].startswith(f"::error file={risky},line=1,col=13,")
+    done = subprocess.run([*command, clean], capture_output=True, text=True, timeout=120, check=False)
+    assert (done.returncode, done.stdout) == (0, "")

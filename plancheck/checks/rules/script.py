@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import EnumMeta
 from functools import cached_property
 from itertools import accumulate
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pglast
 from pglast import ast, enums
@@ -145,8 +145,7 @@ class LineIndex:
         return line, index - self._starts[line - 1] + 1
 
 
-@dataclass(frozen=True)
-class _Parsed:
+class _Parsed(NamedTuple):
     node: ast.Node
     start: int
     end: int
