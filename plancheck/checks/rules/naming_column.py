@@ -30,9 +30,11 @@ GOOD = [
 def check(ctx: RuleContext) -> Iterator[Finding]:
     pattern = ctx.options["pattern"]
     names = [(stmt, Named(column.colname, column)) for stmt, column in ctx.script.find(ast.ColumnDef)]
-    names += [(stmt, Named(rename.newname, rename.relation)) for stmt, rename in ctx.script.top(ast.RenameStmt)
-              if rename.renameType == ObjectType.OBJECT_COLUMN]
-    yield from misnamed("column", sorted(names, key=lambda pair: pair[0].ordinal), pattern)
+    renames = [(stmt, Named(rename.newname, rename.relation)) for stmt, rename in ctx.script.top(ast.RenameStmt)
+               if rename.renameType == ObjectType.OBJECT_COLUMN]
+    if renames:  # in statement order with the definitions
+        names = sorted(names + renames, key=lambda pair: pair[0].ordinal)
+    yield from misnamed("column", names, pattern)
 
 
 RULE = Rule(

@@ -43,8 +43,8 @@ GOOD = [
 ]
 
 # The statements _locked_tables looks at.
-_LOCKING = (ast.AlterTableStmt, ast.IndexStmt, ast.DropStmt, ast.TruncateStmt, ast.LockStmt, ast.RenameStmt,
-            ast.CreateTrigStmt, ast.CreateStmt)
+_LOCKING = frozenset({ast.AlterTableStmt, ast.IndexStmt, ast.DropStmt, ast.TruncateStmt, ast.LockStmt,
+                      ast.RenameStmt, ast.CreateTrigStmt, ast.CreateStmt})
 _RELATIONS = {ObjectType.OBJECT_TABLE, ObjectType.OBJECT_INDEX, ObjectType.OBJECT_VIEW, ObjectType.OBJECT_MATVIEW}
 
 
@@ -74,8 +74,8 @@ def _locked_tables(script: Script, stmt: Statement) -> list[str]:
 def check(ctx: RuleContext) -> Iterator[Finding]:
     unprotected = [
         (stmt, tables)
-        for stmt, _ in ctx.script.top_of(*_LOCKING)
-        if not stmt.lock_timeout and (tables := _locked_tables(ctx.script, stmt))
+        for stmt in ctx.script.statements
+        if not stmt.lock_timeout and type(stmt.node) in _LOCKING and (tables := _locked_tables(ctx.script, stmt))
     ]
     if unprotected:
         stmt, tables = unprotected[0]
