@@ -2,7 +2,8 @@
 
 The corpus is bench/corpus.py's (deterministic seed), written as migration files to a temporary
 directory. plancheck: `plancheck.checks.advise.review(sql, target, ReviewConfig())` per file, in
-this process, no target and no row estimator (every pass parses every file); squawk: one
+this process, no target and no row estimator (every pass parses every file), inside `advise.batch()`
+as `plancheck review FILE...` runs it (a row shows each file reviewed on its own); squawk: one
 `squawk FILE...` process over every file (its output read and discarded, its exit code ignored: it
 exits 1 when it finds issues).
 
@@ -25,7 +26,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,14 +54,16 @@ def _best(timings: list[Timing]) -> Timing:
     return Timing(min(t.wall for t in timings), min(t.cpu for t in timings))
 
 
-def _review_pass(texts: list[str]) -> tuple[Timing, int]:
+def _review_pass(texts: list[str], one_by_one: bool = False) -> tuple[Timing, int]:
+    """Every file reviewed as `plancheck review FILE…` does (advise.batch), or each on its own."""
     from plancheck.checks import advise
 
     config = advise.ReviewConfig()
     findings = 0
     wall, cpu = time.perf_counter(), time.process_time()
-    for sql in texts:
-        findings += sum(1 for result in advise.review(sql, "bench/corpus", config) if result.title != "OK")
+    with nullcontext() if one_by_one else advise.batch():
+        for sql in texts:
+            findings += sum(1 for result in advise.review(sql, "bench/corpus", config) if result.title != "OK")
     return Timing(time.perf_counter() - wall, time.process_time() - cpu), findings
 
 
@@ -92,20 +95,21 @@ def _squawk_pass(squawk: str, names: list[str], directory: str) -> tuple[Timing,
 
 
 def _breakdown(texts: list[str]) -> list[tuple[str, float]]:
-    from plancheck.checks.advise import ReviewConfig
+    from plancheck.checks.advise import ReviewConfig, batch
     from plancheck.checks.rules.base import RuleContext
     from plancheck.checks.rules.script import parse_script
 
     config = ReviewConfig()
     spent: dict[str, float] = defaultdict(float)
-    for sql in texts:
-        t0 = time.process_time()
-        script = parse_script(sql)
-        spent["parse_script (pglast + indexing)"] += time.process_time() - t0
-        for rule, _, options in config.active:
+    with batch():
+        for sql in texts:
             t0 = time.process_time()
-            list(rule.check(RuleContext(script, options)))
-            spent[f"rule {rule.name}"] += time.process_time() - t0
+            script = parse_script(sql)
+            spent["parse_script (pglast + indexing)"] += time.process_time() - t0
+            for rule, _, options in config.active:
+                t0 = time.process_time()
+                list(rule.check(RuleContext(script, options)))
+                spent[f"rule {rule.name}"] += time.process_time() - t0
     return sorted(spent.items(), key=lambda item: -item[1])
 
 
@@ -133,8 +137,9 @@ def _parse_pieces(texts: list[str]) -> list[tuple[str, float]]:
          best(lambda: [pglast.parser.parse_sql_json(t) for t in texts])),
     ]
     try:
-        pieces.insert(0, ("  script.parse_sql (pglast, attributes assigned plainly)",
-                          best(lambda: [script.parse_sql(t) for t in texts])))
+        with script.plain_node_building():
+            plain = best(lambda: [pglast.parse_sql(t) for t in texts])
+        pieces.insert(0, ("  pglast.parse_sql, attributes assigned plainly", plain))
         pieces.append(("  parser thread if over 2 KiB (no-op in it)",
                        best(lambda: [script.on_parser_stack(len, t) for t in texts])))
         parsed = [script._parse(t) for t in texts]
@@ -164,6 +169,7 @@ def run(servers: Servers, quick: bool) -> None:
                 timing, squawk_issues = _squawk_pass(squawk, names, directory)
                 theirs.append(timing)
         cached = _best([_fan_out_pass(texts) for _ in range(ROUNDS)])
+        alone = _best([_review_pass(texts, one_by_one=True)[0] for _ in range(ROUNDS)])
         startup = None
         if squawk:
             Path(directory, "one.sql").write_text("SELECT 1;\n")
@@ -177,8 +183,9 @@ def run(servers: Servers, quick: bool) -> None:
     def row(name: str, count: int, timing: Timing, found: str = "") -> list[Any]:
         return [name, count, timing.wall, count / timing.wall, timing.cpu, count / timing.cpu, found]
 
-    rows = [row(f"plancheck review (best of {ROUNDS})", statements, best, f"{findings} findings"),
+    rows = [row(f"plancheck review FILE... (best of {ROUNDS})", statements, best, f"{findings} findings"),
             row("plancheck review (first pass)", statements, first),
+            row("plancheck, each file reviewed on its own", statements, alone),
             row("plancheck, same files for a next target (fan-out)", statements, cached)]
     notes = [f"corpus: {len(texts)} migration files from bench/corpus.py (seed 20240607), {statements} statements, "
              f"{sum(len(t) for t in texts) / 1024:.0f} KiB; plancheck and squawk alternate, {ROUNDS} rounds"]

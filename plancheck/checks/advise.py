@@ -11,6 +11,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -18,9 +19,10 @@ from typing import Any
 from plancheck.checks.result import CheckResult, CheckType, Position, Status
 from plancheck.checks.rules import ALL_RULES, RULES_BY_NAME, lexer
 from plancheck.checks.rules.base import FunctionVolatility, Level, RowEstimator, Rule, RuleContext
-from plancheck.checks.rules.script import LineIndex, Script, SqlSyntaxError, parse_script
+from plancheck.checks.rules.script import LineIndex, Script, SqlSyntaxError, parse_script, plain_node_building
 
-__all__ = ["FunctionVolatility", "ReviewConfig", "RowEstimator", "Unreviewable", "parse", "review", "shared_parse"]
+__all__ = ["FunctionVolatility", "ReviewConfig", "RowEstimator", "Unreviewable", "batch", "parse", "review",
+           "shared_parse"]
 
 MAX_SCRIPT_BYTES = 2 * 1024 * 1024  # of SQL, not counting comments and whitespace (see parse)
 MAX_RESULTS_PER_STATUS = 50
@@ -134,6 +136,12 @@ class _ParseCache:
 
 
 PARSES = _ParseCache(entries=4, text_bytes=2 * 1024 * 1024)  # a fan-out plan has few sheets
+
+
+def batch() -> AbstractContextManager[None]:
+    """Around the reviews of many sheets in a row (`plancheck review FILE…`): pglast's checked building
+    of nodes is switched off once for all of them rather than once per sheet (see plain_node_building)."""
+    return plain_node_building()
 
 
 def shared_parse(sql: str) -> Script | Unreviewable:

@@ -51,12 +51,13 @@ def review_files(
 ) -> None:
     """Review SQL files with the rules alone (no cluster, no database). Exit 0: clean or warnings only;
     1: ERROR findings; 3: bad input."""
-    from plancheck.checks.advise import review  # here, not at the top: other commands start without the rules
+    from plancheck.checks.advise import batch, review  # here, not at the top: other commands start without them
     from plancheck.cli import formats
 
     config = _config(settings)
     sheets = [(str(path), _sql(path)) for path in files]  # every file is read before any is reviewed
-    reviewed = [(path, [result.to_json() for result in review(sql, path, config)]) for path, sql in sheets]
+    with batch():
+        reviewed = [(path, [result.to_json() for result in review(sql, path, config)]) for path, sql in sheets]
     located = [formats.Located(result, path) for path, results in reviewed for result in results]
     if output_format is OutputFormat.json:
         document: dict[str, Any] = {"files": [{"path": path, "results": results} for path, results in reviewed]}

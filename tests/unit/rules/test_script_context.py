@@ -280,3 +280,24 @@ def test_pglast_is_itself_again_after_a_parse() -> None:
         script.parse_sql("SELEC 1")
     with pytest.raises(ValueError, match="Bad value"):
         ast.RangeVar(relname=42)  # pglast's own type check is back in force
+
+
+def test_plain_building_ends_when_its_last_user_leaves() -> None:
+    """Nested and concurrent users (a batch, the parser thread inside it) share one switch."""
+    import threading
+
+    from pglast import ast
+
+    big = "SELECT 1;\n" * 400  # over 2 KiB: parsed in a parser thread, while this thread is in the batch
+    with script.plain_node_building():
+        assert ast.Node.__setattr__ is object.__setattr__
+        parsed = parse_script(big)
+        threads = [threading.Thread(target=parse_script, args=(big,)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert ast.Node.__setattr__ is object.__setattr__  # still inside the batch
+    assert len(parsed.statements) == 400
+    with pytest.raises(ValueError, match="Bad value"):
+        ast.RangeVar(relname=42)
