@@ -10,8 +10,8 @@ import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
+from rich.console import Group
+from rich.text import Text
 
 from plancheck.cli.common import JsonOption, stdout
 
@@ -37,7 +37,7 @@ def list_rules(
     elif markdown:
         typer.echo(rules_markdown(), nl=False)
     else:
-        stdout.print(_table())
+        stdout.print(_listing())
 
 
 def rule_json(rule: Rule) -> dict[str, Any]:
@@ -54,15 +54,19 @@ def rule_json(rule: Rule) -> dict[str, Any]:
     }
 
 
-def _table() -> Table:
+def _listing() -> Group:
+    """Each rule as a heading (code, name, default level) and its what, why and fix."""
     from plancheck.checks.rules import ALL_RULES
 
-    table = Table(title="SQL review rules (docs/rules.md has why, how to fix, and examples)", title_justify="left")
-    for column in ("code", "rule", "default", "what it catches"):
-        table.add_column(column, overflow="fold")
+    blocks: list[Text] = []
     for rule in ALL_RULES:
-        table.add_row(str(rule.code), escape(rule.name), str(rule.default_level), escape(rule.what))
-    return table
+        block = Text.assemble((f"{rule.code} {rule.name}", "bold"), f"  {rule.default_level}\n")
+        for label, text in (("what", rule.what), ("why", rule.why), ("fix", rule.fix)):
+            block.append(f"  {label}: ", style="dim")
+            block.append(f"{text}\n")
+        blocks.append(block)
+    blocks.append(Text("docs/rules.md has flagged and clean examples of each; --json for machines.", style="dim"))
+    return Group(*blocks)
 
 
 # -- docs/rules.md --------------------------------------------------------------------------------

@@ -218,7 +218,9 @@ def test_rules_lists_every_rule(capsys: pytest.CaptureFixture[str]) -> None:
     assert (first["name"], first["default_level"]) == ("statement.where-require-update-delete", "ERROR")
     assert all(rule["what"] and rule["why"] and rule["fix"] for rule in listed)
     code, out, _ = plancheck(capsys, "rules")
-    assert code == 0 and "statement.where-require-update-delete" in out
+    assert code == 0 and "202 statement.where-require-update-delete  ERROR" in out
+    assert "fix: Add a WHERE clause that selects only the intended rows." in out
+    assert out.count("  why: ") == len(ALL_RULES)
 
 
 def test_pre_commit_hook_runs_the_review() -> None:
