@@ -382,3 +382,26 @@ def test_threads_share_one_parse_safely() -> None:
     for thread in threads:
         thread.join()
     assert len(results) == 8 and all(result == results[0] for result in results)
+
+
+def test_a_migration_made_of_safe_patterns_is_clean() -> None:
+    sql = """\
+SET lock_timeout = '3s';
+CREATE UNIQUE INDEX CONCURRENTLY orders_ref_key ON orders (ref);
+ALTER TABLE orders ADD CONSTRAINT orders_ref_key UNIQUE USING INDEX orders_ref_key;
+CREATE TABLE refunds (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    order_id bigint NOT NULL,
+    amount numeric(12, 2) NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX refunds_order_id_idx ON refunds (order_id);
+ALTER TABLE refunds ADD CONSTRAINT refunds_order_id_fkey FOREIGN KEY (order_id) REFERENCES orders (id),
+    ADD CONSTRAINT refunds_amount_check CHECK (amount > 0);
+ALTER TABLE orders ADD COLUMN priority integer NOT NULL DEFAULT 0, ADD COLUMN seen_at timestamptz DEFAULT now(),
+    ALTER COLUMN email TYPE varchar(320), ALTER COLUMN note TYPE text;
+ALTER TABLE orders ADD CONSTRAINT orders_status_not_null CHECK (status IS NOT NULL) NOT VALID;
+ALTER TABLE orders VALIDATE CONSTRAINT orders_status_not_null;
+ALTER TABLE orders ALTER COLUMN status SET NOT NULL;
+"""
+    assert [(r.title, r.position) for r in review(sql, "t", DEFAULT)] == [("OK", None)]
