@@ -405,3 +405,36 @@ ALTER TABLE orders VALIDATE CONSTRAINT orders_status_not_null;
 ALTER TABLE orders ALTER COLUMN status SET NOT NULL;
 """
     assert [(r.title, r.position) for r in review(sql, "t", DEFAULT)] == [("OK", None)]
+
+
+def test_each_new_hazard_is_found_on_its_own_line() -> None:
+    sql = """\
+SET lock_timeout = '3s';
+ALTER TABLE orders ADD CONSTRAINT orders_ref_key UNIQUE (ref);
+ALTER TABLE accounts ADD PRIMARY KEY (id);
+ALTER TABLE orders ADD COLUMN seq bigserial;
+ALTER TABLE carts ADD COLUMN total_cents bigint GENERATED ALWAYS AS (total * 100) STORED;
+VACUUM FULL orders;
+CLUSTER orders USING orders_created_at_idx;
+REINDEX TABLE orders;
+REFRESH MATERIALIZED VIEW order_totals;
+ALTER TABLE events DETACH PARTITION events_2020;
+LOCK TABLE payments;
+ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid();
+ALTER TABLE users ADD COLUMN seen_at timestamptz DEFAULT clock_timestamp();
+CREATE TABLE tags (id integer PRIMARY KEY, name varchar(40));
+ALTER TABLE invoices RENAME TO bills;
+DROP TABLE legacy_carts;
+ALTER TABLE products ALTER COLUMN sku DROP NOT NULL;
+BEGIN;
+BEGIN;
+UPDATE products SET sku = 'x' WHERE id = 1;
+"""
+    found = sorted({(r.code, r.position.line) for r in review(sql, "t", DEFAULT) if r.position and r.code > 201})
+    assert found == sorted([
+        (804, 2), (804, 3), (402, 4), (408, 4), (402, 5),  # constraints building indexes, rewrites
+        (603, 6), (604, 7), (805, 8), (605, 9), (606, 10), (211, 11),  # whole-table locks
+        (402, 12), (402, 13), (208, 13),  # volatile defaults (and two ALTERs of users that could be one)
+        (407, 14), (409, 14), (901, 15), (901, 16), (901, 17),  # type choices, schema compatibility
+        (213, 18), (212, 19),  # a BEGIN never committed, and a BEGIN inside it
+    ])
