@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from plancheck.checks.advise import ReviewConfig, parse, review
+from plancheck.checks.advise import ReviewConfig, review, shared_parse
 from plancheck.checks.result import CheckResult, CheckType, Status
 from plancheck.checks.rules.script import Script
 from plancheck.checks.session import TargetError, TargetSession, open_target_session
@@ -54,8 +54,9 @@ def check_target(
 def _run_checks(
     target: Target, sql: str, config: ReviewConfig, session: TargetSession, should_stop: Callable[[], bool]
 ) -> list[CheckResult]:
-    parsed = parse(sql)  # once, for the review and the summary report
-    results = review(sql, target.name, config, session.estimate_rows, parsed=parsed)
+    parsed = shared_parse(sql)  # once per process: for the review, the summary report and the next targets
+    results = review(sql, target.name, config, session.estimate_rows, parsed=parsed,
+                     function_volatility=session.function_volatility)
     session.raise_if_failed()  # in case the advisor swallowed a TargetError from estimate_rows
     _stop_if(should_stop)
     results.append(summarize(sql, target.name, session, parsed if isinstance(parsed, Script) else None))

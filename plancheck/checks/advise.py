@@ -7,19 +7,26 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Mapping
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from plancheck.checks.result import CheckResult, CheckType, Position, Status
-from plancheck.checks.rules import ALL_RULES, RULES_BY_NAME
-from plancheck.checks.rules.base import Level, RowEstimator, Rule, RuleContext
-from plancheck.checks.rules.script import LineIndex, Script, SqlSyntaxError, parse_script
+from plancheck.checks.rules import ALL_RULES, RULES_BY_NAME, lexer
+from plancheck.checks.rules.base import FunctionVolatility, Level, RowEstimator, Rule, RuleContext
+from plancheck.checks.rules.script import LineIndex, Script, SqlSyntaxError, parse_script, plain_node_building
 
-__all__ = ["ReviewConfig", "RowEstimator", "Unreviewable", "parse", "review"]
+__all__ = ["FunctionVolatility", "ReviewConfig", "RowEstimator", "Unreviewable", "batch", "parse", "review",
+           "shared_parse"]
 
-MAX_SCRIPT_BYTES = 2 * 1024 * 1024
+MAX_SCRIPT_BYTES = 2 * 1024 * 1024  # of SQL, not counting comments and whitespace (see parse)
 MAX_RESULTS_PER_STATUS = 50
+TOO_LARGE_CODE = 200
 SYNTAX_ERROR_CODE = 201
 
 
@@ -63,8 +70,15 @@ class ReviewConfig:
     def level(self, rule: Rule) -> Level:
         return Level(self.levels.get(rule.name, rule.default_level))
 
-    def options_for(self, rule: Rule) -> dict[str, Any]:
+    def options_for(self, rule: Rule) -> Mapping[str, Any]:
         return rule.resolve_options(self.options.get(rule.name, {}))
+
+    @cached_property
+    def active(self) -> list[tuple[Rule, Status, Mapping[str, Any]]]:
+        """(rule, the status of its findings, its options) of every enabled rule, resolved once: a worker
+        reviews many sheets with one project's config."""
+        return [(rule, Status(level), self.options_for(rule)) for rule in ALL_RULES
+                if (level := self.level(rule)) is not Level.DISABLED]
 
 
 def _rule(name: str) -> Rule:
@@ -87,16 +101,71 @@ class Unreviewable:
     position: Position | None = None
 
 
+class _ParseCache:
+    """The last parses, by the SHA-256 of their text: a fan-out plan checks one sheet on many targets in
+    one worker process, and parses it once. Bounded by entries and by the text they hold (a parse takes
+    about 30 bytes of memory per byte of SQL). Parses are shared, so nothing may change a Script."""
+
+    def __init__(self, entries: int, text_bytes: int) -> None:
+        self._entries, self._text_bytes = entries, text_bytes
+        self._parses: OrderedDict[bytes, tuple[int, Script | Unreviewable]] = OrderedDict()
+        self._size = 0  # text bytes held
+        self._lock = threading.Lock()
+
+    def get(self, sql: str, compute: Callable[[str], Script | Unreviewable]) -> Script | Unreviewable:
+        data = sql.encode("utf-8", "surrogatepass")
+        key = hashlib.sha256(data).digest()
+        with self._lock:
+            if key in self._parses:
+                self._parses.move_to_end(key)
+                return self._parses[key][1]
+        parsed = compute(sql)  # outside the lock: another thread may parse another sheet meanwhile
+        if len(data) <= self._text_bytes:
+            with self._lock:
+                if key not in self._parses:
+                    self._parses[key] = (len(data), parsed)
+                    self._size += len(data)
+                while len(self._parses) > self._entries or self._size > self._text_bytes:
+                    self._size -= self._parses.popitem(last=False)[1][0]
+        return parsed
+
+    def clear(self) -> None:
+        with self._lock:
+            self._parses.clear()
+            self._size = 0
+
+
+PARSES = _ParseCache(entries=4, text_bytes=2 * 1024 * 1024)  # a fan-out plan has few sheets
+
+
+def batch() -> AbstractContextManager[None]:
+    """Around the reviews of many sheets in a row (`plancheck review FILE…`): pglast's checked building
+    of nodes is switched off once for all of them rather than once per sheet (see plain_node_building)."""
+    return plain_node_building()
+
+
+def shared_parse(sql: str) -> Script | Unreviewable:
+    """parse(sql), once per process for a sheet checked on many targets (see _ParseCache)."""
+    return PARSES.get(sql, parse)
+
+
 def parse(sql: str) -> Script | Unreviewable:
-    """The script as the rules read it, parsed once: `check_target` gives it to the summary report too."""
-    size = len(sql.encode("utf-8", "surrogatepass"))
-    if size > MAX_SCRIPT_BYTES:
-        return Unreviewable(
-            Status.WARNING,
-            "statement too large for review",
-            f"The script is {size:,} bytes; SQL review is skipped above {MAX_SCRIPT_BYTES:,} bytes (2 MiB). "
-            "Split the change into smaller plans to have it reviewed.",
-        )
+    """The script as the rules read it: `check_target` gives it to the summary report too.
+
+    Size is judged by what the parser must build: comments and whitespace cost nothing, so a script
+    padded past MAX_SCRIPT_BYTES with them is still reviewed in full. A script with more SQL than that
+    is not parsed and fails the review with an ERROR, so size can never hide a statement.
+    """
+    if len(sql) > MAX_SCRIPT_BYTES or len(sql.encode("utf-8", "surrogatepass")) > MAX_SCRIPT_BYTES:
+        if lexer.code_exceeds(sql, MAX_SCRIPT_BYTES):
+            return Unreviewable(
+                Status.ERROR,
+                "Script too large for review",
+                f"The script has more than {MAX_SCRIPT_BYTES:,} bytes (2 MiB) of SQL besides comments and "
+                "whitespace, more than SQL review parses, so it was not reviewed and cannot pass. Split the "
+                "change into smaller plans.",
+                TOO_LARGE_CODE,
+            )
     try:
         return parse_script(sql)
     except SqlSyntaxError as error:
@@ -111,11 +180,12 @@ def review(
     estimate_rows: RowEstimator | None = None,
     *,
     parsed: Script | Unreviewable | None = None,
+    function_volatility: FunctionVolatility | None = None,
 ) -> list[CheckResult]:
     """Review one script for one target: findings (ERRORs first, then by position), or one OK result.
 
-    `parsed` is `parse(sql)` when the caller has it already. Exceptions raised by estimate_rows
-    propagate to the caller.
+    `parsed` is `parse(sql)` when the caller has it already. estimate_rows and function_volatility
+    answer from the target, when there is one; their exceptions propagate to the caller.
     """
     script = parse(sql) if parsed is None else parsed
     if isinstance(script, Script) and script.text != sql:
@@ -124,14 +194,10 @@ def review(
         return [_result(target, script.status, script.title, script.content, script.code, script.position)]
 
     results = []
-    for rule in ALL_RULES:
-        level = config.level(rule)
-        if level is Level.DISABLED:
-            continue
-        ctx = RuleContext(script, config.options_for(rule), estimate_rows)
-        for finding in rule.check(ctx):
+    for rule, status, options in config.active:
+        for finding in rule.check(RuleContext(script, options, estimate_rows, function_volatility)):
             position = Position(*script.lines(finding.index))
-            results.append(_result(target, Status(level), rule.name, finding.message, rule.code, position))
+            results.append(_result(target, status, rule.name, finding.message, rule.code, position))
     if not results:
         count = len(script.statements)
         summary = f"{count} statement{'s' if count != 1 else ''} reviewed, no findings"

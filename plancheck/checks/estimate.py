@@ -24,6 +24,7 @@ _VALUE_CHILDREN = frozenset({"InitPlan", "SubPlan"})
 _PLAN_PARAMETER = re.compile(r"\$\d+|\b(?:InitPlan|SubPlan) \d+")
 _STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
 _MODIFYING = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
+Modifying = ast.InsertStmt | ast.UpdateStmt | ast.DeleteStmt | ast.MergeStmt
 _KINDS = {ast.InsertStmt: "INSERT", ast.UpdateStmt: "UPDATE", ast.DeleteStmt: "DELETE", ast.MergeStmt: "MERGE"}
 
 DEPENDS_ON_SUBQUERY = "the rows it changes depend on a subquery's result, which the planner cannot know in advance"
@@ -52,14 +53,14 @@ def read_plan(plan: dict[str, Any]) -> Estimate:
     return Estimate(round(sum(feed.get("Plan Rows", 0) for feed in feeds)), tuple(doubts))
 
 
-def modifying_ctes(node: ast.Node) -> list[ast.Node]:
+def modifying_ctes(node: ast.Node) -> list[Modifying]:
     """The data-modifying statements of a statement's WITH clause (PostgreSQL allows them only there)."""
     with_clause = getattr(node, "withClause", None)
     ctes = with_clause.ctes if with_clause is not None and with_clause.ctes else ()
     return [cte.ctequery for cte in ctes if isinstance(cte.ctequery, _MODIFYING)]
 
 
-def modifications(node: ast.Node) -> list[tuple[str, ast.Node]]:
+def modifications(node: ast.Node) -> list[tuple[str, Modifying]]:
     """(INSERT | UPDATE | DELETE | MERGE, statement) for what a statement changes: its WITH clause's
     data-modifying statements first, then itself."""
     parts = [*modifying_ctes(node), *([node] if isinstance(node, _MODIFYING) else [])]

@@ -187,7 +187,7 @@ def _check_sizes(tree: Tree) -> None:
                 raise InvalidExpression(f"a {_COLLECTION_LITERALS[node.data]} literal has {items:,} elements; "
                                         f"at most {MAX_LITERAL_ITEMS} are allowed in a group expression")
         elif node.data == "literal" and str(node.children[0])[:1] in "\"'rRbB":
-            if len(node.children[0]) > MAX_STRING_LITERAL + 2:
+            if len(str(node.children[0])) > MAX_STRING_LITERAL + 2:
                 raise InvalidExpression(f"a string literal is longer than {MAX_STRING_LITERAL} characters")
     depth = _nesting(tree)
     if depth > MAX_NESTING:

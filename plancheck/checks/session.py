@@ -71,6 +71,16 @@ FROM rel
 """
 
 
+# The most volatile of a function's overloads ('v' > 's' > 'i'), the function found as an unqualified
+# call would find it (search_path) or in the named schema; NULL when there is none.
+_VOLATILITY_SQL = """
+SELECT max(p.provolatile::text)
+FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE p.proname = %s
+  AND CASE WHEN %s::text IS NULL THEN pg_catalog.pg_function_is_visible(p.oid) ELSE n.nspname = %s END
+"""
+
+
 class TargetError(Exception):
     """The target could not be checked; `title` names the kind of trouble, the message is redacted."""
 
@@ -93,6 +103,7 @@ class TargetSession:
         self._statement_timeout_ms = statement_timeout_ms
         self._secrets = url_secrets(target.url)
         self._estimates: dict[str, Estimate | None] = {}
+        self._volatility: dict[tuple[str | None, str], str | None] = {}
         self._cancel_requested = threading.Event()
         self.failure: TargetError | None = None
 
@@ -118,6 +129,14 @@ class TargetSession:
         """The rows of `estimate`, for rules that only compare a count."""
         estimate = self.estimate(sql_text)
         return estimate.rows if estimate else None
+
+    def function_volatility(self, schema: str | None, name: str) -> str | None:
+        """pg_proc.provolatile of a function on the target ("i", "s" or "v"; None if it has none), for the
+        review's volatile-default rule. Memoised: a script calls the same functions again and again."""
+        key = (schema, name)
+        if key not in self._volatility:
+            self._volatility[key] = self._run_catalog_query(_VOLATILITY_SQL, (name, schema, schema))[0]
+        return self._volatility[key]
 
     def table_row_estimate(self, schema: str, table: str) -> int | None:
         """Estimated row count of an existing table (catalog statistics, no lock); None if it does not exist."""
@@ -292,7 +311,7 @@ def _conninfo(target: Target, safety: dict[str, str]) -> str:
     options = " ".join(f"-c {name}={value}" for name, value in safety.items())
     params["options"] = f"{params['options']} {options}" if params.get("options") else options
     params.setdefault("application_name", "plancheck")
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def _take_alive(conninfo: str) -> psycopg.Connection[Any] | None:
@@ -351,8 +370,9 @@ def _explainable_statement(sql_text: str) -> str | None:
     # The statement's bounds, stripped, are what pglast.split gives (which would parse it again); the
     # parser reads up to a NUL, if any.
     raw = statements[0]
-    end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(sql_text.partition("\x00")[0])
-    return sql_text[raw.stmt_location : end].strip()
+    start = raw.stmt_location or 0
+    end = start + raw.stmt_len if raw.stmt_len else len(sql_text.partition("\x00")[0])
+    return sql_text[start:end].strip()
 
 
 def _canceled(target_name: str) -> TargetError:

@@ -18,7 +18,7 @@ from pglast.parser import ParseError
 
 from plancheck.checks.estimate import Estimate, modifying_ctes
 from plancheck.checks.result import CheckResult, CheckType, Status
-from plancheck.checks.rules.script import Script, on_parser_stack
+from plancheck.checks.rules.script import Script, items, on_parser_stack
 
 if TYPE_CHECKING:
     from plancheck.checks.session import TargetSession
@@ -75,7 +75,7 @@ def parse_statements(sql: str) -> list[Statement]:
     """Split and classify a sheet; raises pglast's ParseError on a syntax error."""
     nodes = on_parser_stack(pglast.parse_sql, sql)
     slices = pglast.split(sql, only_slices=True)
-    return [_classify(raw.stmt, sql[part]) for raw, part in zip(nodes, slices, strict=True)]
+    return [_classify(raw.stmt, sql[part]) for raw, part in zip(nodes, slices, strict=True) if raw.stmt is not None]
 
 
 def script_statements(script: Script) -> list[Statement]:
@@ -221,18 +221,18 @@ def statement_kind(node: ast.Node) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).upper()
 
 
-def _object_name(object_type: ObjectType) -> str:
-    return ObjectType(object_type).name.removeprefix("OBJECT_")
+def _object_name(object_type: ObjectType | None) -> str:
+    return ObjectType(object_type or 0).name.removeprefix("OBJECT_")
 
 
 def _tables(node: ast.Node, kind: str) -> tuple[Table, ...]:
     """The tables a statement changes (not the ones it only reads)."""
     if isinstance(node, ast.DropStmt):
-        dropped = node.objects if kind == "DROP_TABLE" else ()
+        dropped = items(node.objects) if kind == "DROP_TABLE" else ()
         return tuple(_qualified([name.sval for name in names]) for names in dropped)
     if isinstance(node, ast.TruncateStmt):
-        return tuple(_range_var(relation) for relation in node.relations)
-    if isinstance(node, ast.CreateTableAsStmt):
+        return tuple(_range_var(relation) for relation in items(node.relations))
+    if isinstance(node, ast.CreateTableAsStmt) and node.into is not None and node.into.rel is not None:
         return (_range_var(node.into.rel),)
     relation = getattr(node, "relation", None)
     return (_range_var(relation),) if kind in _RELATION_KINDS and relation is not None else ()
@@ -241,12 +241,12 @@ def _tables(node: ast.Node, kind: str) -> tuple[Table, ...]:
 def _inserted_rows(node: ast.InsertStmt) -> int | None:
     if node.selectStmt is None:  # INSERT … DEFAULT VALUES
         return 1
-    values = node.selectStmt.valuesLists
+    values = getattr(node.selectStmt, "valuesLists", None)
     return len(values) if values else None
 
 
 def _range_var(relation: ast.RangeVar) -> Table:
-    return (relation.schemaname or DEFAULT_SCHEMA, relation.relname)
+    return (relation.schemaname or DEFAULT_SCHEMA, relation.relname or "")
 
 
 def _qualified(names: list[str]) -> Table:

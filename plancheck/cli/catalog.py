@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from plancheck.cli import render
-from plancheck.cli.common import JsonOption, api, emit, fail, parse_labels, read_bytes
+from plancheck.cli.common import JsonOption, api, emit, parse_labels, read_settings
 from plancheck.conninfo import display_url
 
 db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
@@ -35,18 +34,6 @@ def db_upgrade(json_output: JsonOption = False) -> None:
 
 
 # -- project --------------------------------------------------------------------------------------
-def _project_settings(path: Path | None) -> dict[str, Any] | None:
-    if path is None:
-        return None
-    try:
-        settings = json.loads(read_bytes(path, "settings file").decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        fail(f"settings file {str(path)!r} is not valid JSON: {exc}")
-    if not isinstance(settings, dict):
-        fail(f"settings file {str(path)!r} must hold a JSON object")
-    return settings
-
-
 @project_app.command("create")
 def project_create(
     key: Annotated[str, typer.Argument(metavar="KEY", help="Project key: letters, digits, '-' or '_'.")],
@@ -55,7 +42,7 @@ def project_create(
     json_output: JsonOption = False,
 ) -> None:
     """Create a project."""
-    project_id = api().create_project(key, title, _project_settings(settings))
+    project_id = api().create_project(key, title, read_settings(settings))
     emit(json_output, {"project_id": project_id, "key": key},
          f"project [bold]{render.safe(key)}[/] created (id {project_id})")
 

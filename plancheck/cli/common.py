@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 # Exit code of a command that could not run: bad usage, bad input, unknown id, unreachable database.
 EXIT_USAGE = 3
+MAX_SETTINGS_BYTES = 1024 * 1024
 
 
 
@@ -58,15 +60,34 @@ def emit(json_output: bool, data: Any, human: Any = None) -> None:
         stdout.print(human)
 
 
-def read_bytes(path: Path, what: str) -> bytes:
+def read_bytes(path: Path, what: str, limit: int) -> bytes:
+    """The file's bytes; a file of more than `limit` bytes is refused after reading limit + 1 of them, so
+    `/dev/zero` or a huge file never fills memory."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(limit + 1)
     except FileNotFoundError:
         fail(f"{what} {str(path)!r} not found")
     except IsADirectoryError:
         fail(f"{what} {str(path)!r} is a directory")
     except OSError as exc:
         fail(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}")
+    if len(data) > limit:
+        fail(f"{what} {str(path)!r} is larger than the limit of {limit:,} bytes")
+    return data
+
+
+def read_settings(path: Path | None) -> dict[str, Any] | None:
+    """A project settings file (a JSON object), or None without a path."""
+    if path is None:
+        return None
+    try:
+        settings = json.loads(read_bytes(path, "settings file", MAX_SETTINGS_BYTES).decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        fail(f"settings file {str(path)!r} is not valid JSON: {exc}")
+    if not isinstance(settings, dict):
+        fail(f"settings file {str(path)!r} must hold a JSON object")
+    return settings
 
 
 def parse_labels(values: list[str] | None) -> dict[str, str] | None:

@@ -16,7 +16,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from plancheck.cli import catalog, ops, plans
+from plancheck.cli import catalog, ops, plans, review, rules
 from plancheck.cli.common import EXIT_USAGE, CliError, JsonOption, stderr
 from plancheck.cli.render import plain
 
@@ -37,6 +37,7 @@ app.add_typer(plans.plan_app, name="plan")
 app.add_typer(plans.issue_app, name="issue")
 app.add_typer(plans.rollout_app, name="rollout")
 ops.register(app)  # `plancheck status`, `plancheck metrics serve`
+review.register(app), rules.register(app)  # `plancheck review FILE…`, `plancheck rules`: no database needed
 
 DataDirOption = Annotated[
     Path | None,

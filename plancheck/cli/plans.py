@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ import typer
 
 from plancheck.cli import render
 from plancheck.cli.common import JsonOption, api, emit, read_bytes, stderr, stdout
+from plancheck.cli.review import FormatOption, OutputFormat
 from plancheck.errors import MAX_ID
 
 plan_app = typer.Typer(help="Plans: submit SQL for target databases and read its checks.", no_args_is_help=True)
@@ -32,7 +34,9 @@ def plan_create(
     json_output: JsonOption = False,
 ) -> None:
     """Create a plan; its checks start at once. Prints the new plan id."""
-    data = read_bytes(sql, "SQL file")
+    from plancheck.api import MAX_SQL_BYTES
+
+    data = read_bytes(sql, "SQL file", MAX_SQL_BYTES)
     plan_id = api().create_plan(project, data, targets=target or (), group=group, title=title)
     emit(json_output, {"plan_id": plan_id}, str(plan_id))
 
@@ -43,17 +47,29 @@ def plan_checks(
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the checks finish, showing progress.")] = False,
     timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds.", min=0)] = 300.0,
     json_output: JsonOption = False,
+    output_format: FormatOption = OutputFormat.text,
+    sql_path: Annotated[
+        str | None, typer.Option("--sql-path", help="The file the plan's SQL came from: annotations point at it.")
+    ] = None,
 ) -> None:
     """Show a plan's check results. Exit 0: DONE without ERROR results; 1: DONE with ERROR results;
     2: FAILED, CANCELED, or not finished (without --wait, or --wait timed out)."""
     plancheck = api()
+    machine = json_output or output_format is not OutputFormat.text
     if wait:
-        with render.WaitProgress(stderr if json_output else stdout, plan_id) as progress:
+        with render.WaitProgress(stderr if machine else stdout, plan_id) as progress:
             checks = plancheck.wait(plan_id, timeout, on_progress=progress.update)
     else:
         checks = plancheck.checks(plan_id)
-    if json_output:
+    if json_output or output_format is OutputFormat.json:
         render.print_json(stdout, checks.to_json())
+    elif machine:
+        from plancheck.cli import formats
+
+        located = [formats.Located(result, sql_path) for result in checks.results]
+        typer.echo(formats.machine_text(output_format, located, version("plancheck")), nl=False)
+        if not checks.finished:
+            stderr.print(f"plan {plan_id}: {checks.status}, not finished", markup=False)
     else:
         render.render_checks(stdout, checks)
         if not checks.finished:

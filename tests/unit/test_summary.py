@@ -104,6 +104,9 @@ class FakeSession:
     def table_row_estimate(self, schema: str, table: str) -> int | None:
         return 100
 
+    def function_volatility(self, schema: str | None, name: str) -> str | None:
+        return None
+
     def raise_if_failed(self) -> None:
         pass
 

@@ -2,8 +2,10 @@
 
 The new column is NULL in every existing row, so the statement fails with "column contains null
 values" as soon as the table has a row: it passes on an empty test database and breaks the
-production rollout. Give it a DEFAULT (constant defaults are instant since PostgreSQL 11), or add
-it nullable, backfill, and enforce NOT NULL afterwards.
+production rollout.
+
+Fix: give it a DEFAULT (constant defaults are instant since PostgreSQL 11), or add it nullable,
+backfill, and enforce NOT NULL afterwards.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pglast import ast
 from pglast.enums import AlterTableType, ConstrType
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import SERIAL_TYPES, existing_table_alters, last_name
+from plancheck.checks.rules.script import SERIAL_TYPES, column_of, constraints, type_name
 
 BAD = [
     "ALTER TABLE orders ADD COLUMN region text NOT NULL",
@@ -31,21 +33,22 @@ _FILLED = {ConstrType.CONSTR_DEFAULT, ConstrType.CONSTR_IDENTITY, ConstrType.CON
 
 
 def _fails_on_existing_rows(column: ast.ColumnDef) -> bool:
-    kinds = {constraint.contype for constraint in column.constraints or ()}
+    kinds = {constraint.contype for constraint in constraints(column)}
     not_null = column.is_not_null or ConstrType.CONSTR_NOTNULL in kinds
-    filled = bool(kinds & _FILLED) or last_name(column.typeName.names) in SERIAL_TYPES
-    return not_null and not filled
+    filled = bool(kinds & _FILLED) or type_name(column) in SERIAL_TYPES
+    return bool(not_null) and not filled
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    for stmt, table, cmd in existing_table_alters(ctx.script):
-        if cmd.subtype == AlterTableType.AT_AddColumn and _fails_on_existing_rows(cmd.def_):
+    for stmt, table, cmd in ctx.script.existing_alters:
+        column = column_of(cmd)
+        if cmd.subtype == AlterTableType.AT_AddColumn and column is not None and _fails_on_existing_rows(column):
             yield Finding(
-                f'Adding column "{cmd.def_.colname}" to "{table}" as NOT NULL without a DEFAULT fails with '
+                f'Adding column "{column.colname}" to "{table}" as NOT NULL without a DEFAULT fails with '
                 '"column contains null values" as soon as the table has a row, so it passes on an empty test '
                 "database and breaks the production rollout. Add a DEFAULT (a constant default is instant "
                 "since PostgreSQL 11), or add the column nullable, backfill it, and enforce NOT NULL afterwards.",
-                stmt.at(cmd.def_),
+                stmt.at(column),
             )
 
 

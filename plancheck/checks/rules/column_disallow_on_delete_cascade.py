@@ -2,7 +2,8 @@
 
 One DELETE on the referenced table silently deletes the referencing rows too - possibly millions,
 in one transaction, holding locks and generating WAL - and a mistaken delete wipes dependent data.
-Use RESTRICT or NO ACTION and delete dependent rows explicitly, in batches.
+
+Fix: use RESTRICT or NO ACTION and delete dependent rows explicitly, in batches.
 """
 
 from __future__ import annotations
@@ -27,17 +28,16 @@ GOOD = [
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    for stmt in ctx.script.statements:
-        for constraint in stmt.find(ast.Constraint):
-            if constraint.contype == ConstrType.CONSTR_FOREIGN and constraint.fk_del_action == "c":
-                parent = relation_key(constraint.pktable)
-                yield Finding(
-                    f'Foreign key to "{parent}" uses ON DELETE CASCADE: one DELETE on "{parent}" silently '
-                    "deletes the referencing rows too - possibly millions, in one transaction, holding locks and "
-                    "generating WAL - and a mistaken delete wipes dependent data. Use ON DELETE RESTRICT (or NO "
-                    "ACTION) and delete dependent rows explicitly, in batches.",
-                    stmt.at(constraint),
-                )
+    for stmt, constraint in ctx.script.find(ast.Constraint):
+        if constraint.contype == ConstrType.CONSTR_FOREIGN and constraint.fk_del_action == "c":
+            parent = relation_key(constraint.pktable)
+            yield Finding(
+                f'Foreign key to "{parent}" uses ON DELETE CASCADE: one DELETE on "{parent}" silently '
+                "deletes the referencing rows too - possibly millions, in one transaction, holding locks and "
+                "generating WAL - and a mistaken delete wipes dependent data. Use ON DELETE RESTRICT (or NO "
+                "ACTION) and delete dependent rows explicitly, in batches.",
+                stmt.at(constraint),
+            )
 
 
 RULE = Rule("column.disallow-on-delete-cascade", 405, Level.WARNING, __doc__, check, BAD, GOOD)

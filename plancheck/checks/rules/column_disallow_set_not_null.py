@@ -2,8 +2,10 @@
 
 SET NOT NULL scans the whole table for NULLs while holding an ACCESS EXCLUSIVE lock, blocking
 all reads and writes. Since PostgreSQL 12 the scan is skipped when a valid CHECK (col IS NOT
-NULL) exists, so: add that check NOT VALID, VALIDATE it in a later statement, then SET NOT NULL.
-That sequence is recognised and not flagged.
+NULL) exists.
+
+Fix: add that check NOT VALID, VALIDATE it in a later statement, then SET NOT NULL. That
+sequence is recognised and not flagged.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, NullTestType
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import Statement, altered_table
+from plancheck.checks.rules.script import Statement, alter_commands, altered_table, constraint_of, last_field
 
 BAD = [
     "ALTER TABLE orders ALTER COLUMN status SET NOT NULL",
@@ -40,26 +42,28 @@ def _not_null_column(constraint: ast.Node | None) -> str | None:
         and isinstance(expr, ast.NullTest)
         and expr.nulltesttype == NullTestType.IS_NOT_NULL
         and isinstance(expr.arg, ast.ColumnRef)
-        and len(expr.arg.fields) == 1
+        and len(expr.arg.fields or ()) == 1
     ):
-        return expr.arg.fields[0].sval
+        return getattr(last_field(expr.arg), "sval", None)
     return None
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
     proven: set[tuple[str, str]] = set()  # (table, column) with a valid CHECK (column IS NOT NULL)
     pending: dict[tuple[str, str | None], str] = {}  # (table, constraint) -> column, added NOT VALID
-    for stmt in ctx.script.statements:
+    for stmt, _ in ctx.script.top(ast.AlterTableStmt):
         table = altered_table(stmt)
         if table is None or ctx.script.is_new(table, stmt):
             continue
-        for cmd in stmt.node.cmds:
-            if cmd.subtype == AlterTableType.AT_SetNotNull and (table, cmd.name) not in proven:
+        commands = alter_commands(stmt.node)
+        for cmd in commands:
+            if cmd.subtype == AlterTableType.AT_SetNotNull and cmd.name and (table, cmd.name) not in proven:
                 yield _finding(stmt, table, cmd.name)
-        for cmd in stmt.node.cmds:  # a check proven here only helps later statements
-            column = _not_null_column(cmd.def_)
-            if column and cmd.def_.skip_validation:
-                pending[(table, cmd.def_.conname)] = column
+        for cmd in commands:  # a check proven here only helps later statements
+            constraint = constraint_of(cmd)
+            column = _not_null_column(constraint)
+            if column and constraint is not None and constraint.skip_validation:
+                pending[(table, constraint.conname)] = column
             elif column:
                 proven.add((table, column))
             elif cmd.subtype == AlterTableType.AT_ValidateConstraint and (table, cmd.name) in pending:

@@ -1,7 +1,9 @@
 """Columns of type char(n) / character(n).
 
 Values are blank-padded to n characters, trailing spaces are significant in some operations and
-ignored in others, and the type is no faster than text in PostgreSQL. Use text or varchar(n).
+ignored in others, and the type is no faster than text in PostgreSQL.
+
+Fix: use text (with a CHECK on its length if the limit matters).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Columns of type timestamp (without time zone).
 
 It stores wall-clock time with no zone: values written from sessions in different time zones,
-or around a daylight saving change, are ambiguous and compare wrongly. Use timestamptz.
+or around a daylight saving change, are ambiguous and compare wrongly.
+
+Fix: use timestamptz.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""CREATE INDEX without CONCURRENTLY on a table that exists before the script.
+"""CREATE INDEX without CONCURRENTLY on a table that exists before the script (indexes on tables
+created by the script are exempt).
 
 A plain CREATE INDEX holds a SHARE lock for the whole build, blocking every INSERT, UPDATE and
-DELETE on the table (minutes on a large one). Use CREATE INDEX CONCURRENTLY outside a
-transaction block. Indexes on tables created by the script are exempt.
+DELETE on the table (minutes on a large one).
+
+Fix: use CREATE INDEX CONCURRENTLY outside a transaction block.
 """
 
 from __future__ import annotations
@@ -25,9 +27,8 @@ GOOD = [
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    for stmt in ctx.script.statements:
-        node = stmt.node
-        if isinstance(node, ast.IndexStmt) and not node.concurrent:
+    for stmt, node in ctx.script.top(ast.IndexStmt):
+        if not node.concurrent:
             table = relation_key(node.relation)
             if not ctx.script.is_new(table, stmt):
                 yield Finding(

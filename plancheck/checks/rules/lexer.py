@@ -37,6 +37,8 @@ _TOKEN = re.compile(
 )
 _BLOCK_EDGE = re.compile(r"/\*|\*/")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+_WHITESPACE = re.compile(r"\s+")
+_COUNT_EVERY = 4096  # tokens between two size counts in code_exceeds
 _MASKS = "xyzXYZ"  # mask characters, by preference; a dollar-quoted body's must not be in its tag
 
 
@@ -93,6 +95,25 @@ def block_comment_end(text: str, start: int) -> int:
         if depth == 0:
             return edge.end()
     return len(text)
+
+
+def code_exceeds(text: str, limit: int) -> bool:
+    """Whether text holds more than limit UTF-8 bytes outside comments and whitespace, which is what the
+    parser has to build a tree from. Lexing stops once past limit: a huge script costs about limit bytes."""
+    if _code_bytes(text) <= limit:
+        return False  # even with its comments counted: no need to lex
+    size = done = 0
+    for count, token in enumerate(tokens(text), 1):
+        if token.kind is Kind.COMMENT or count % _COUNT_EVERY == 0:
+            size += _code_bytes(text[done : token.start])
+            done = token.end if token.kind is Kind.COMMENT else token.start
+            if size > limit:
+                return True
+    return size + _code_bytes(text[done:]) > limit
+
+
+def _code_bytes(text: str) -> int:
+    return sum(len(part.encode("utf-8", "surrogatepass")) for part in _WHITESPACE.split(text))
 
 
 def mask_literals(text: str) -> str:

@@ -1,7 +1,9 @@
-"""Column names (CREATE TABLE, ADD COLUMN, RENAME COLUMN) that do not match the `pattern` option.
+"""Column names (CREATE TABLE, ADD COLUMN, RENAME COLUMN) that do not match the `pattern` option
+(default: lower case letters, digits and underscores, starting with a letter).
 
 Consistent lower-case names keep the schema readable and spare every query double quotes.
-Default: lower case letters, digits and underscores, starting with a letter.
+
+Fix: rename the column to match the project's pattern.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Iterator
 from pglast import ast
 from pglast.enums import ObjectType
 
-from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext, misnamed
+from plancheck.checks.rules.base import Finding, Level, Named, Rule, RuleContext, misnamed
 
 BAD = [
     'CREATE TABLE orders (id bigint PRIMARY KEY, "createdAt" timestamptz)',
@@ -27,11 +29,12 @@ GOOD = [
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
     pattern = ctx.options["pattern"]
-    for stmt in ctx.script.statements:
-        names: list[tuple[str | None, ast.Node | None]] = [(col.colname, col) for col in stmt.find(ast.ColumnDef)]
-        if isinstance(stmt.node, ast.RenameStmt) and stmt.node.renameType == ObjectType.OBJECT_COLUMN:
-            names.append((stmt.node.newname, stmt.node.relation))
-        yield from misnamed(stmt, "column", names, pattern)
+    names = [(stmt, Named(column.colname, column)) for stmt, column in ctx.script.find(ast.ColumnDef)]
+    renames = [(stmt, Named(rename.newname, rename.relation)) for stmt, rename in ctx.script.top(ast.RenameStmt)
+               if rename.renameType == ObjectType.OBJECT_COLUMN]
+    if renames:  # in statement order with the definitions
+        names = sorted(names + renames, key=lambda pair: pair[0].ordinal)
+    yield from misnamed("column", names, pattern)
 
 
 RULE = Rule(

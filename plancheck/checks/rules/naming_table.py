@@ -1,7 +1,9 @@
-"""Table names (CREATE TABLE, CREATE TABLE AS, RENAME TO) that do not match the `pattern` option.
+"""Table names (CREATE TABLE, CREATE TABLE AS, RENAME TO) that do not match the `pattern` option
+(default: lower case letters, digits and underscores, starting with a letter).
 
 Consistent lower-case names keep the schema readable and spare every query double quotes.
-Default: lower case letters, digits and underscores, starting with a letter.
+
+Fix: rename the table to match the project's pattern.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Iterator
 from pglast import ast
 from pglast.enums import ObjectType
 
-from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext, misnamed
+from plancheck.checks.rules.base import Finding, Level, Named, Rule, RuleContext, misnamed
 
 BAD = [
     'CREATE TABLE "OrderItems" (id bigint PRIMARY KEY)',
@@ -25,19 +27,20 @@ GOOD = [
 ]
 
 
-def _table_names(node: ast.Node) -> list[tuple[str | None, ast.Node | None]]:
-    if isinstance(node, ast.CreateStmt):
-        return [(node.relation.relname, node.relation)]
-    if isinstance(node, ast.CreateTableAsStmt) and node.objtype == ObjectType.OBJECT_TABLE:
-        return [(node.into.rel.relname, node.into.rel)]
+def _table_names(node: ast.Node) -> list[Named]:
+    if isinstance(node, ast.CreateStmt) and node.relation is not None:
+        return [Named(node.relation.relname, node.relation)]
+    if isinstance(node, ast.CreateTableAsStmt) and node.objtype == ObjectType.OBJECT_TABLE and node.into is not None:
+        return [Named(node.into.rel.relname if node.into.rel else None, node.into.rel)]
     if isinstance(node, ast.RenameStmt) and node.renameType == ObjectType.OBJECT_TABLE:
-        return [(node.newname, node.relation)]
+        return [Named(node.newname, node.relation)]
     return []
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    for stmt in ctx.script.statements:
-        yield from misnamed(stmt, "table", _table_names(stmt.node), ctx.options["pattern"])
+    kinds = (ast.CreateStmt, ast.CreateTableAsStmt, ast.RenameStmt)
+    names = ((stmt, named) for stmt, node in ctx.script.top_of(*kinds) for named in _table_names(node))
+    yield from misnamed("table", names, ctx.options["pattern"])
 
 
 RULE = Rule(

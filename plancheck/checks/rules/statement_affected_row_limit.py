@@ -1,10 +1,12 @@
 """UPDATE, DELETE or MERGE (also inside a WITH clause) estimated by EXPLAIN on the target to change
-more than max_rows rows.
+more than max_rows rows. Skipped when no target is at hand or the estimate is unknown; the estimate
+counts every data-modifying part of the statement (`WITH d AS (DELETE …) SELECT …` included), not
+the subqueries that only compute values.
 
 One large data change holds row locks on every affected row until it commits, produces a burst
-of WAL that replicas must replay, and bloats the table. Batch it. Skipped when no estimator is
-available or the estimate is unknown. The estimate counts every data-modifying part of the statement
-(`WITH d AS (DELETE …) SELECT …` included), not the subqueries that only compute values.
+of WAL that replicas must replay, and bloats the table.
+
+Fix: run it in batches (e.g. primary key ranges of a few thousand rows, each committed separately).
 """
 
 from __future__ import annotations

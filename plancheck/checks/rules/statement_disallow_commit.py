@@ -2,7 +2,9 @@
 
 The rollout decides how the script runs in transactions. An explicit COMMIT makes everything
 before it permanent even if a later statement fails, leaving the database half-migrated, and
-ROLLBACK silently discards work. Remove it; split the change into separate plans if needed.
+ROLLBACK silently discards work.
+
+Fix: remove it; split the change into separate plans if it needs several transactions.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ _ENDS = {
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    for stmt in ctx.script.statements:
-        if isinstance(stmt.node, ast.TransactionStmt) and stmt.node.kind in _ENDS:
+    for stmt, transaction in ctx.script.top(ast.TransactionStmt):
+        if transaction.kind in _ENDS:
             verb = stmt.sql.split(None, 1)[0].upper()
             yield Finding(
                 f"{verb} in a migration takes transaction control away from the rollout: statements before it "

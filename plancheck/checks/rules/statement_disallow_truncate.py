@@ -1,8 +1,11 @@
-"""TRUNCATE of a table that exists before the script.
+"""TRUNCATE of a table that exists before the script (tables created by the same script are
+exempt).
 
 TRUNCATE deletes every row at once under an ACCESS EXCLUSIVE lock, cannot be filtered, is not
-MVCC-safe for concurrent transactions, and the data is only recoverable from a backup. Tables
-created by the same script are exempt.
+MVCC-safe for concurrent transactions, and the data is only recoverable from a backup.
+
+Fix: DELETE the intended rows with a WHERE clause, or empty the table in a reviewed maintenance
+plan.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Iterator
 from pglast import ast
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import relation_key
+from plancheck.checks.rules.script import items, relation_key
 
 BAD = [
     "TRUNCATE orders",
@@ -28,7 +31,7 @@ def check(ctx: RuleContext) -> Iterator[Finding]:
     for stmt in ctx.script.statements:
         if not isinstance(stmt.node, ast.TruncateStmt):
             continue
-        for relation in stmt.node.relations:
+        for relation in items(stmt.node.relations):
             table = relation_key(relation)
             if not ctx.script.is_new(table, stmt):
                 yield Finding(

@@ -1,7 +1,9 @@
 """INSERT without a column list.
 
 Values are matched to columns by position, so the statement fails, or silently writes values
-into the wrong columns, once the table's columns change. Name the target columns.
+into the wrong columns, once the table's columns change.
+
+Fix: name the target columns.
 """
 
 from __future__ import annotations
@@ -24,16 +26,15 @@ GOOD = [
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    for stmt in ctx.script.statements:
-        for insert in stmt.find(ast.InsertStmt):
-            if not insert.cols and insert.selectStmt is not None:
-                table = relation_key(insert.relation)
-                yield Finding(
-                    f'INSERT into "{table}" has no column list: values are matched to columns by position, so '
-                    "the statement fails, or silently writes values into the wrong columns, as soon as a "
-                    f"column is added, dropped or reordered. Name the columns: INSERT INTO {table} (a, b) ...",
-                    stmt.at(insert.relation),
-                )
+    for stmt, insert in ctx.script.find(ast.InsertStmt):
+        if not insert.cols and insert.selectStmt is not None:
+            table = relation_key(insert.relation)
+            yield Finding(
+                f'INSERT into "{table}" has no column list: values are matched to columns by position, so '
+                "the statement fails, or silently writes values into the wrong columns, as soon as a "
+                f"column is added, dropped or reordered. Name the columns: INSERT INTO {table} (a, b) ...",
+                stmt.at(insert.relation),
+            )
 
 
 RULE = Rule("statement.insert-must-specify-column", 204, Level.WARNING, __doc__, check, BAD, GOOD)

@@ -1,9 +1,11 @@
-"""Consecutive ALTER TABLE statements on the same existing table that could be one.
+"""Consecutive ALTER TABLE statements on the same existing table that could be one. Not flagged:
+statements separated by other work (e.g. a backfill), and the NOT VALID / VALIDATE CONSTRAINT
+steps, which must stay separate.
 
 Each ALTER TABLE waits for its own ACCESS EXCLUSIVE lock (queuing every other query on the
-table behind it) and may rewrite the table again. Merge them into one statement with
-comma-separated actions. Not flagged: statements separated by other work (e.g. a backfill),
-and the NOT VALID / VALIDATE CONSTRAINT steps, which must stay separate.
+table behind it) and may rewrite the table again.
+
+Fix: merge them into one statement with comma-separated actions.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pglast import ast
 from pglast.enums import AlterTableType
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import Statement, altered_table
+from plancheck.checks.rules.script import Statement, alter_commands, altered_table
 
 BAD = [
     "ALTER TABLE orders ADD COLUMN note text; ALTER TABLE orders ADD COLUMN source text;",
@@ -36,7 +38,7 @@ def _mergeable_table(ctx: RuleContext, stmt: Statement) -> str | None:
     table = altered_table(stmt)
     if table is None or ctx.script.is_new(table, stmt):
         return None
-    for cmd in stmt.node.cmds:
+    for cmd in alter_commands(stmt.node):
         if cmd.subtype == AlterTableType.AT_ValidateConstraint:
             return None
         if isinstance(cmd.def_, ast.Constraint) and cmd.def_.skip_validation:
@@ -46,7 +48,7 @@ def _mergeable_table(ctx: RuleContext, stmt: Statement) -> str | None:
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
     runs: list[tuple[str, list[Statement]]] = []
-    for stmt in ctx.script.statements:
+    for stmt, _ in ctx.script.top(ast.AlterTableStmt):
         table = _mergeable_table(ctx, stmt)
         if table is not None and runs and runs[-1][0] == table and runs[-1][1][-1].ordinal == stmt.ordinal - 1:
             runs[-1][1].append(stmt)

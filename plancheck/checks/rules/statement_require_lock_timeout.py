@@ -1,9 +1,11 @@
-"""Strong locks on existing tables taken before any SET lock_timeout.
+"""Strong locks on existing tables taken before any SET lock_timeout: ALTER TABLE, CREATE INDEX
+without CONCURRENTLY, DROP, TRUNCATE, RENAME, LOCK, CREATE TRIGGER and foreign keys to existing
+tables.
 
-ALTER TABLE, CREATE INDEX without CONCURRENTLY, DROP, TRUNCATE, RENAME, LOCK, CREATE TRIGGER
-and foreign keys to existing tables wait for conflicting locks. Without lock_timeout a single
-long query makes the migration wait indefinitely while every query on the table queues behind
-it: an outage. Start the script with SET lock_timeout (SET LOCAL inside BEGIN) and retry.
+They wait for conflicting locks. Without lock_timeout a single long query makes the migration
+wait indefinitely while every query on the table queues behind it: an outage.
+
+Fix: start the script with SET lock_timeout (SET LOCAL inside BEGIN) and retry when it times out.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, ObjectType
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import Script, Statement, altered_table, names_key, relation_key
+from plancheck.checks.rules.script import (
+    Script,
+    Statement,
+    alter_commands,
+    altered_table,
+    items,
+    names_key,
+    relation_key,
+)
 
 BAD = [
     "ALTER TABLE orders ADD COLUMN note text",
@@ -32,21 +42,25 @@ GOOD = [
     "ALTER TABLE orders VALIDATE CONSTRAINT chk_total",
 ]
 
+# The statements _locked_tables looks at.
+_LOCKING = frozenset({ast.AlterTableStmt, ast.IndexStmt, ast.DropStmt, ast.TruncateStmt, ast.LockStmt,
+                      ast.RenameStmt, ast.CreateTrigStmt, ast.CreateStmt})
 _RELATIONS = {ObjectType.OBJECT_TABLE, ObjectType.OBJECT_INDEX, ObjectType.OBJECT_VIEW, ObjectType.OBJECT_MATVIEW}
 
 
 def _locked_tables(script: Script, stmt: Statement) -> list[str]:
     """Keys of the existing relations stmt takes a lock on that blocks writes (or more)."""
     node = stmt.node
-    if altered_table(stmt):
-        validate_only = all(cmd.subtype == AlterTableType.AT_ValidateConstraint for cmd in node.cmds)
-        keys = [] if validate_only else [relation_key(node.relation)]
+    table = altered_table(stmt)
+    if table is not None:
+        validate_only = all(cmd.subtype == AlterTableType.AT_ValidateConstraint for cmd in alter_commands(node))
+        keys = [] if validate_only else [table]
     elif isinstance(node, ast.IndexStmt):
         keys = [] if node.concurrent else [relation_key(node.relation)]
     elif isinstance(node, ast.DropStmt) and node.removeType in _RELATIONS:
-        keys = [] if node.concurrent else [names_key(names) for names in node.objects]
+        keys = [] if node.concurrent else [names_key(names) for names in items(node.objects)]
     elif isinstance(node, (ast.TruncateStmt, ast.LockStmt)):
-        keys = [relation_key(relation) for relation in node.relations]
+        keys = [relation_key(relation) for relation in items(node.relations)]
     elif isinstance(node, (ast.RenameStmt, ast.CreateTrigStmt)) and node.relation is not None:
         keys = [relation_key(node.relation)]
     elif isinstance(node, ast.CreateStmt):
@@ -61,7 +75,7 @@ def check(ctx: RuleContext) -> Iterator[Finding]:
     unprotected = [
         (stmt, tables)
         for stmt in ctx.script.statements
-        if not stmt.lock_timeout and (tables := _locked_tables(ctx.script, stmt))
+        if not stmt.lock_timeout and type(stmt.node) in _LOCKING and (tables := _locked_tables(ctx.script, stmt))
     ]
     if unprotected:
         stmt, tables = unprotected[0]

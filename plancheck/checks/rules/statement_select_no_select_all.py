@@ -2,7 +2,9 @@
 
 The result depends on the table's current columns: code, views and INSERT ... SELECT break or
 silently change when a column is added, dropped or reordered, and unused columns are read and
-sent anyway. A view created with * even freezes the column list at creation. List the columns.
+sent anyway. A view created with * even freezes the column list at creation.
+
+Fix: list the columns.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pglast import ast
 from pglast.enums import SubLinkType
 
 from plancheck.checks.rules.base import Finding, Level, Rule, RuleContext
-from plancheck.checks.rules.script import walk
+from plancheck.checks.rules.script import last_field, walk
 
 BAD = [
     "SELECT * FROM orders",
@@ -30,14 +32,14 @@ GOOD = [
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
     for stmt in ctx.script.statements:
-        stars = [ref for ref in stmt.find(ast.ColumnRef) if isinstance(ref.fields[-1], ast.A_Star)]
+        stars = [ref for ref in stmt.find(ast.ColumnRef) if isinstance(last_field(ref), ast.A_Star)]
         if not stars:
             continue
         exempt = {
             id(node)
             for link in stmt.find(ast.SubLink)
             if link.subLinkType == SubLinkType.EXISTS_SUBLINK
-            for node in walk(link.subselect.targetList)
+            for node in walk(getattr(link.subselect, "targetList", None))
         }
         star = next((ref for ref in stars if id(ref) not in exempt), None)
         if star is not None:

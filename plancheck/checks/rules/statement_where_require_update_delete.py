@@ -1,8 +1,9 @@
 """UPDATE or DELETE without a WHERE clause.
 
 Such a statement changes every row of the table: it locks all of them, bloats the table and
-cannot be undone without a backup, and is almost always a mistake in a migration. Add a WHERE
-clause that selects only the intended rows.
+cannot be undone without a backup, and is almost always a mistake in a migration.
+
+Fix: add a WHERE clause that selects only the intended rows.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ _HARM = {
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
     for stmt in ctx.script.statements:
-        for node in (*stmt.find(ast.DeleteStmt), *stmt.find(ast.UpdateStmt)):
+        nodes: list[ast.DeleteStmt | ast.UpdateStmt] = [*stmt.find(ast.DeleteStmt), *stmt.find(ast.UpdateStmt)]
+        for node in nodes:
             if node.whereClause is None:
                 verb = "DELETE" if isinstance(node, ast.DeleteStmt) else "UPDATE"
                 table = relation_key(node.relation)

@@ -1,8 +1,11 @@
 """CREATE TABLE without a primary key (none in the statement nor added later in the script).
+Temporary tables, partitions (which inherit the parent's key) and CREATE TABLE ... (LIKE ...) are
+exempt.
 
 Without one, rows cannot be identified reliably: logical replication cannot replicate UPDATE and
-DELETE, tools and ORMs cannot address single rows, and duplicates creep in. Temporary tables,
-partitions (which inherit the parent's key) and CREATE TABLE ... (LIKE ...) are exempt.
+DELETE, tools and ORMs cannot address single rows, and duplicates creep in.
+
+Fix: add one, e.g. id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY.
 """
 
 from __future__ import annotations
@@ -37,21 +40,21 @@ def _keyed_later(script: Script) -> set[str]:
     """Tables that get a primary key from an ALTER TABLE in the script."""
     return {
         table
-        for stmt in script.statements
+        for stmt, _ in script.top(ast.AlterTableStmt)
         if (table := altered_table(stmt)) and _has_primary_key(stmt)
     }
 
 
 def _exempt(node: ast.CreateStmt) -> bool:
     likes = any(isinstance(element, ast.TableLikeClause) for element in node.tableElts or ())
-    return node.relation.relpersistence == "t" or node.partbound is not None or likes
+    temporary = node.relation is not None and node.relation.relpersistence == "t"
+    return temporary or node.partbound is not None or likes
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
     keyed_later = _keyed_later(ctx.script)
-    for stmt in ctx.script.statements:
-        node = stmt.node
-        if not isinstance(node, ast.CreateStmt) or _exempt(node) or _has_primary_key(stmt):
+    for stmt, node in ctx.script.top(ast.CreateStmt):
+        if _exempt(node) or _has_primary_key(stmt):
             continue
         table = relation_key(node.relation)
         if table not in keyed_later:

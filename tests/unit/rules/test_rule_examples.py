@@ -1,8 +1,16 @@
-"""Every registered rule: its BAD examples produce a finding of that rule, its GOOD examples none."""
+"""Every registered rule: its BAD examples produce a finding of that rule, its GOOD examples none, and
+each example's findings (code, line, column) are pinned in examples.snapshot.
+
+After a deliberate change, rewrite the snapshot with
+`PLANCHECK_UPDATE_SNAPSHOTS=1 pytest tests/unit/rules/test_rule_examples.py` and review its diff.
+"""
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +46,31 @@ def test_bad_example_is_found(rule: Rule, sql: str) -> None:
 @pytest.mark.parametrize(("rule", "sql"), GOOD_CASES)
 def test_good_example_is_clean(rule: Rule, sql: str) -> None:
     assert findings(rule, sql) == []
+
+
+SNAPSHOT = Path(__file__).with_name("examples.snapshot")
+
+
+def snapshot_text() -> str:
+    """One line per example: rule, example, and code@line:column of each finding ("-" for none)."""
+    lines = []
+    for rule in ALL_RULES:
+        for kind, examples in (("bad", rule.bad), ("good", rule.good)):
+            for i, sql in enumerate(examples):
+                lines_of = parse_script(sql).lines
+                found = [f"{rule.code}@{line}:{column}" for line, column in
+                         (lines_of(finding.index) for finding in findings(rule, sql))]
+                lines.append(f"{rule.name} {kind}[{i}]: {' '.join(found) or '-'}")
+    return "\n".join(lines) + "\n"
+
+
+def test_examples_match_their_snapshot() -> None:
+    current = snapshot_text()
+    if os.environ.get("PLANCHECK_UPDATE_SNAPSHOTS"):
+        SNAPSHOT.write_text(current)
+    pinned = SNAPSHOT.read_text()
+    diff = "".join(difflib.unified_diff(pinned.splitlines(True), current.splitlines(True), "pinned", "now"))
+    assert current == pinned, f"findings of the rule examples changed:\n{diff}"
 
 
 def test_registry_has_the_rules_with_stable_unique_names_and_codes() -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pglast
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from bench.corpus import Generator
 from plancheck.checks.rules import ALL_RULES, RULES_BY_NAME, lexer, script
 from plancheck.checks.rules.base import Rule, RuleContext
 from plancheck.checks.rules.script import LineIndex, SqlSyntaxError, first_token, parse_script
@@ -217,3 +221,83 @@ def test_small_scripts_are_parsed_without_a_parser_thread(monkeypatch: pytest.Mo
     parse_script(small)
     parse_script(large)
     assert threads == [large]
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("SELECT 1;", 8),
+        ("SELECT  1 ;\n\n", 8),
+        ("-- a comment\nSELECT 1; /* block /* nested */ still */ SELECT 2;", 16),
+        ("SELECT '-- not a comment' ;", 22),
+        ("SELECT 'é';", 11),
+        ("/* unterminated", 0),
+    ],
+)
+def test_code_size_leaves_out_comments_and_whitespace(text: str, size: int) -> None:
+    assert not lexer.code_exceeds(text, limit=size)
+    assert size == 0 or lexer.code_exceeds(text, limit=size - 1)
+
+
+def test_code_size_counts_past_long_stretches_without_comments() -> None:
+    text = "-- c\n" + "SELECT 1;" * 100_000 + "-- " + "x" * 10**6
+    assert lexer.code_exceeds(text, limit=800_000 - 1) and not lexer.code_exceeds(text, limit=800_000)
+
+
+def _tree(raws: tuple) -> list:
+    """Every attribute of every node, locations included."""
+    return [raw(skip_none=False) for raw in raws]
+
+
+CORPUS_TEXTS = [Generator(20240607).migration(number)[1] for number in range(1, 41)]  # bench/corpus.py's
+EXAMPLES_AND_CORPUS = [sql for rule in ALL_RULES for sql in (*rule.bad, *rule.good)] + CORPUS_TEXTS
+
+
+@pytest.mark.parametrize("sql", [*EXAMPLES_AND_CORPUS])
+def test_fast_parse_builds_the_tree_pglast_builds(sql: str) -> None:
+    assert _tree(script.parse_sql(sql)) == _tree(tuple(pglast.parse_sql(sql)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(EXAMPLES_AND_CORPUS[:120]) | st.text(max_size=8), max_size=4))
+def test_fast_parse_matches_pglast_on_any_text(pieces: list[str]) -> None:
+    sql = ";\n".join(pieces)
+    try:
+        expected = _tree(tuple(pglast.parse_sql(sql)))
+    except pglast.parser.ParseError as error:
+        with pytest.raises(pglast.parser.ParseError) as raised:
+            script.parse_sql(sql)
+        assert raised.value.args == error.args
+    else:
+        assert _tree(script.parse_sql(sql)) == expected
+
+
+def test_pglast_is_itself_again_after_a_parse() -> None:
+    from pglast import ast
+
+    script.parse_sql("SELECT 1")
+    with pytest.raises(pglast.parser.ParseError):
+        script.parse_sql("SELEC 1")
+    with pytest.raises(ValueError, match="Bad value"):
+        ast.RangeVar(relname=42)  # pglast's own type check is back in force
+
+
+def test_plain_building_ends_when_its_last_user_leaves() -> None:
+    """Nested and concurrent users (a batch, the parser thread inside it) share one switch."""
+    import threading
+
+    from pglast import ast
+
+    big = "SELECT 1;\n" * 400  # over 2 KiB: parsed in a parser thread, while this thread is in the batch
+    with script.plain_node_building():
+        assert ast.Node.__setattr__ is object.__setattr__
+        parsed = parse_script(big)
+        threads = [threading.Thread(target=parse_script, args=(big,)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert ast.Node.__setattr__ is object.__setattr__  # still inside the batch
+    assert len(parsed.statements) == 400
+    with pytest.raises(ValueError, match="Bad value"):
+        ast.RangeVar(relname=42)
