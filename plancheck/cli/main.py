@@ -15,7 +15,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from plancheck.cli import catalog, ops, plans
+from plancheck.cli import catalog, ops, plans, server
 from plancheck.cli.common import EXIT_USAGE, CliError, JsonOption, stderr
 
 app = typer.Typer(
@@ -35,6 +35,7 @@ app.add_typer(plans.plan_app, name="plan")
 app.add_typer(plans.issue_app, name="issue")
 app.add_typer(plans.rollout_app, name="rollout")
 ops.register(app)  # `plancheck status`, `plancheck metrics serve`
+server.register(app)  # `plancheck token …`
 
 DataDirOption = Annotated[
     Path | None,
