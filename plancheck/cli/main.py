@@ -35,7 +35,7 @@ app.add_typer(plans.plan_app, name="plan")
 app.add_typer(plans.issue_app, name="issue")
 app.add_typer(plans.rollout_app, name="rollout")
 ops.register(app)  # `plancheck status`, `plancheck metrics serve`
-server.register(app)  # `plancheck token …`
+server.register(app)  # `plancheck api serve`, `plancheck token …`
 
 DataDirOption = Annotated[
     Path | None,

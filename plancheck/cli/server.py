@@ -1,4 +1,4 @@
-"""`plancheck token create|list|revoke`: the HTTP server's tokens.
+"""`plancheck api serve` and `plancheck token create|list|revoke`: the HTTP server and its tokens.
 
 These are operator commands: they use the metadata database (PLANCHECK_DATABASE_URL) directly and
 never the HTTP client, whatever PLANCHECK_API_URL says.
@@ -16,10 +16,25 @@ from rich.table import Table
 from plancheck.cli.common import JsonOption, api, emit, stderr, stdout
 from plancheck.cli.render import print_json
 
+api_app = typer.Typer(help="The HTTP API and results page.", no_args_is_help=True)
 token_app = typer.Typer(help="Scoped bearer tokens for the HTTP API and results page (stored hashed).",
                         no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="Token name: letters, digits, '-' or '_'.")]
+
+
+@api_app.command("serve")
+def api_serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0 in a container).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)] = 8080,
+) -> None:
+    """Serve the JSON API (/api/v1, OpenAPI at /openapi.json, docs at /docs), the results page,
+    /healthz and /metrics until Ctrl-C or SIGTERM."""
+    from plancheck.server.app import serve
+
+    stderr.print(f"serving the plancheck API and results page on http://{host}:{port}/", markup=False,
+                 highlight=False)
+    serve(host, port)
 
 
 @token_app.command("create")
@@ -66,5 +81,6 @@ def token_revoke(name: NameArg, json_output: JsonOption = False) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add `token …` to the main CLI."""
+    """Add `api serve` and `token …` to the main CLI."""
+    app.add_typer(api_app, name="api")
     app.add_typer(token_app, name="token")
