@@ -11,9 +11,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from plancheck.cli import render
-from plancheck.cli.common import JsonOption, api, emit, read_bytes, stderr, stdout
+from plancheck.cli.common import JsonOption, api, emit, plans_api, read_bytes, stderr, stdout
 
-plan_app = typer.Typer(help="Plans: submit SQL for target databases and read its checks.", no_args_is_help=True)
+plan_app = typer.Typer(help="Plans: submit SQL for target databases and read its checks. With PLANCHECK_API_URL and "
+                       "PLANCHECK_TOKEN set, create, checks, rerun and cancel go through the HTTP API.",
+                       no_args_is_help=True)
 issue_app = typer.Typer(help="Issues: approval of a checked plan.", no_args_is_help=True)
 rollout_app = typer.Typer(help="Rollouts: created once a plan's issue is approved and its checks are clean.",
                           no_args_is_help=True)
@@ -34,7 +36,7 @@ def plan_create(
 ) -> None:
     """Create a plan; its checks start at once. Prints the new plan id."""
     data = read_bytes(sql, "SQL file")
-    plan_id = api().create_plan(project, data, targets=target or (), group=group, title=title)
+    plan_id = plans_api().create_plan(project, data, targets=target or (), group=group, title=title)
     emit(json_output, {"plan_id": plan_id}, str(plan_id))
 
 
@@ -47,7 +49,7 @@ def plan_checks(
 ) -> None:
     """Show a plan's check results. Exit 0: DONE without ERROR results; 1: DONE with ERROR results;
     2: FAILED, CANCELED, or not finished (without --wait, or --wait timed out)."""
-    plancheck = api()
+    plancheck = plans_api()
     if wait:
         with render.WaitProgress(stderr if json_output else stdout, plan_id) as progress:
             checks = plancheck.wait(plan_id, timeout, on_progress=progress.update)
@@ -67,7 +69,7 @@ def plan_checks(
 @plan_app.command("rerun")
 def plan_rerun(plan_id: PlanId, json_output: JsonOption = False) -> None:
     """Run a plan's checks again (results of a run still in progress are discarded)."""
-    api().rerun(plan_id)
+    plans_api().rerun(plan_id)
     emit(json_output, {"plan_id": plan_id, "status": "AVAILABLE"}, f"plan {plan_id}: checks queued again")
 
 
@@ -77,7 +79,7 @@ def plan_cancel(
     json_output: JsonOption = False,
 ) -> None:
     """Cancel plans' unfinished checks (running work stops within a heartbeat)."""
-    canceled = api().cancel(plan_ids)
+    canceled = plans_api().cancel(plan_ids)
     untouched = [plan_id for plan_id in plan_ids if plan_id not in canceled]
     lines = [f"plan {plan_id}: canceled" for plan_id in canceled]
     lines += [f"plan {plan_id}: nothing to cancel (checks already finished)" for plan_id in untouched]
