@@ -191,7 +191,6 @@ def _plan_context(api: Plancheck, plan: dict[str, Any], checks: dict[str, Any]) 
         "attempt_columns": views.attempt_columns(attempts),
         "extras": views.extra_fields(checks),
         "rule_help": _rule_help(),
-        "fix_text": views.fix_text,
         "finished": checks.get("status") in ("DONE", "FAILED", "CANCELED"),
     }
 

@@ -96,11 +96,6 @@ def _target_view(group: TargetResults) -> TargetView:
     return TargetView(group.target, group.findings, group.summaries, level_counts(group.findings))
 
 
-def fix_text(finding: Mapping[str, Any], rule_help: Mapping[str, str]) -> str:
-    """The finding's own fix when it has one, else its rule's description (which says how to fix)."""
-    return str(finding.get("fix") or rule_help.get(str(finding.get("title", "")), ""))
-
-
 def attempt_columns(attempts: Sequence[Mapping[str, Any]]) -> list[str]:
     """The known attempt columns present, then any others in the order they first appear."""
     present = [key for attempt in attempts for key in attempt]
