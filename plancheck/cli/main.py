@@ -48,12 +48,15 @@ def dev(
     data_dir: DataDirOption = None,
     flower: Annotated[bool, typer.Option("--flower", help="Also run Flower on 127.0.0.1 with basic auth.")] = False,
     flower_port: Annotated[int, typer.Option("--flower-port", help="Flower's port.", min=1, max=65535)] = 5555,
+    api_port: Annotated[
+        int, typer.Option("--api-port", help="Port of the API server and results page (127.0.0.1).", min=1, max=65535)
+    ] = 8080,
     json_output: JsonOption = False,
 ) -> None:
-    """Run embedded PostgreSQL and Redis, a celery worker and a beat until Ctrl-C."""
+    """Run embedded PostgreSQL and Redis, a celery worker, a beat and the API server until Ctrl-C."""
     from plancheck.cli.devmode import run_dev
 
-    run_dev(data_dir, flower, flower_port, json_output)
+    run_dev(data_dir, flower, flower_port, api_port, json_output)
 
 
 @app.command()

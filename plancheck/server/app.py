@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 2 * MAX_SQL_BYTES
 TOO_LARGE = "the request body is too large"
 HEALTH_TIMEOUT = 1.0
+SHUTDOWN_SECONDS = 3
 LONG_POLL_INTERVAL = 0.5
 
 _ERROR_STATUS: tuple[tuple[type[PlancheckError], int], ...] = (
@@ -270,4 +271,6 @@ def serve(host: str, port: int) -> None:
     configure(settings.log_format)
     logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)  # /healthz reads the revision
     app = create_app(Plancheck(settings))
-    uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True, server_header=False)
+    # Long-polls would hold a graceful shutdown for up to a minute: give them a few seconds.
+    uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True, server_header=False,
+                timeout_graceful_shutdown=SHUTDOWN_SECONDS)
