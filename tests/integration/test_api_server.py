@@ -30,6 +30,8 @@ API_PATHS = {
 }
 
 
+pytestmark = pytest.mark.usefixtures("release_connections")
+
 @pytest.fixture
 def target(api: Plancheck, create_database: Callable[[str], str]) -> TargetDatabase:
     return register_target(api, *make_target(create_database, rows=50))

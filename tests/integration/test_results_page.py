@@ -35,6 +35,8 @@ RISKY = demo.PLANS[1]
 LIVE_TIMEOUT = 120.0
 
 
+pytestmark = pytest.mark.usefixtures("release_connections")
+
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
     missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
