@@ -222,9 +222,6 @@ class Outbox(Base):
     )
 
 
-TOKEN_SCOPES = ("read", "submit", "admin")
-
-
 class ApiToken(Base):
     """A bearer token of the HTTP API: only the SHA-256 of the token is kept, found by its public key id."""
 
