@@ -5,26 +5,29 @@ from __future__ import annotations
 import fnmatch
 import logging
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 import kombu
 from sqlalchemy import Engine
 
+from plancheck import access
 from plancheck.checks import TargetError
 from plancheck.checks.groups import MAX_LABELS, InvalidExpression, compile_expression
 from plancheck.checks.instance import list_databases, resolve_url, validate_url
 from plancheck.checks.project_settings import validate_project_settings
 from plancheck.checks.targets import InvalidPlan, validate_specs
-from plancheck.errors import MAX_ID, InvalidInput, NotFound
+from plancheck.errors import MAX_ID, InvalidInput, NotFound, Unauthorized
 from plancheck.logs import state_change
 from plancheck.scheduler.work import group_members, project_databases
 from plancheck.settings import Settings, load_settings
-from plancheck.store import catalog, db, followups, runs
-from plancheck.store.models import TERMINAL_STATUSES
+from plancheck.store import catalog, db, followups, listing, runs, tokens
+from plancheck.store.models import RUN_STATUSES, TERMINAL_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ MAX_GLOBS = 32
 MAX_GLOB_LENGTH = 128
 _IDENTIFIER = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_NAME}}}")
 _LABEL_KEY = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_./-]{{0,{MAX_NAME - 1}}}")
+MAX_PAGE = 200  # plans per page of a listing
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,18 @@ class Checks:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class CreatedToken:
+    """A token as made: `token` is shown to its owner once and stored only as a hash."""
+
+    id: int
+    name: str
+    scope: str
+    project: str | None
+    expires_at: datetime | None
+    token: str
 
 
 def decode_sql(data: bytes) -> str:
@@ -324,6 +340,117 @@ class Plancheck:
             catalog.require_plan(conn, plan_id)
             return followups.get_rollout(conn, plan_id)
 
+    # -- HTTP API: tokens, sessions, listings ----------------------------------------------------
+    def create_token(
+        self, name: str, scope: str, project: str | None = None, expires: str | None = None
+    ) -> CreatedToken:
+        """A new API token (`expires` like 90d); the token itself is returned here and never again."""
+        granted = access.parse_scope(scope)
+        lifetime = access.parse_duration(expires).total_seconds() if expires else None
+        made = access.new_token()
+        with self.engine.begin() as conn:
+            project_id = catalog.get_project(conn, project).id if project else None
+            token_id, expires_at = tokens.create(
+                conn, _identifier(name, "token name"), made.key_id, made.secret_hash, granted, project_id, lifetime
+            )
+        return CreatedToken(token_id, name, str(granted), project, expires_at, made.token)
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """Every token ever made, with its state (active, expired or revoked); never a token or hash."""
+        with self.engine.connect() as conn:
+            rows = tokens.list_all(conn)
+        return [_token_json(row) for row in rows]
+
+    def revoke_token(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            if not tokens.revoke(conn, name):
+                raise NotFound(f"no unrevoked token named {name!r}")
+
+    def authenticate(self, token: str) -> access.Grant:
+        """What the bearer of `token` may do; Unauthorized for a malformed, unknown, expired or revoked one."""
+        key_id = access.key_id_of(token)
+        row = None
+        if key_id is not None:
+            with self.engine.connect() as conn:
+                row = tokens.by_key_id(conn, key_id)
+        if not access.matches(token, row.secret_hash if row else None):
+            raise Unauthorized("the token is not valid")
+        assert row is not None
+        return _grant(row)
+
+    def session_grant(self, token_id: int) -> access.Grant:
+        """The grant behind a page session, checked again on every request (revocation ends sessions)."""
+        with self.engine.connect() as conn:
+            row = tokens.by_id(conn, token_id)
+        if row is None:
+            raise Unauthorized("the token of this session no longer exists")
+        return _grant(row)
+
+    def session_secret(self) -> str:
+        """The key that signs page sessions: generated once, stored, shared by every server process."""
+        with self.engine.begin() as conn:
+            return tokens.session_secret(conn, secrets.token_urlsafe(48))
+
+    def list_projects(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [row._asdict() for row in listing.projects(conn)]
+
+    def list_plans(
+        self, project: str, status: str | None = None, limit: int = 50, before: int | None = None
+    ) -> dict[str, Any]:
+        """A page of the project's plans, newest first, with status and finding counts.
+
+        `next_before` continues the listing (None on the last page); new plans never shift a page.
+        """
+        if status is not None and status not in RUN_STATUSES:
+            raise InvalidInput(f"status {status!r} must be one of {', '.join(RUN_STATUSES)}")
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
+        with self.engine.connect() as conn:
+            project_row = catalog.get_project(conn, project)
+            rows = listing.plans(conn, project_row.id, status, limit + 1, before)
+        plans = [row._asdict() for row in rows[:limit]]
+        return {"plans": plans, "next_before": plans[-1]["plan_id"] if len(rows) > limit else None}
+
+    def plan(self, plan_id: int) -> dict[str, Any]:
+        """The plan as submitted: project, title, and each spec's targets or group with its SQL."""
+        with self.engine.connect() as conn:
+            row = listing.plan(conn, plan_id)
+            if row is None:
+                raise NotFound(f"plan {plan_id} not found")
+            sheets = catalog.sheet_contents(conn, [spec["sheet"] for spec in row.specs])
+        specs = [{**{k: v for k, v in spec.items() if k != "sheet"}, "sql": sheets.get(spec["sheet"], "")}
+                 for spec in row.specs]
+        return {**row._asdict(), "specs": specs}
+
+    def plan_project(self, plan_id: int) -> str:
+        with self.engine.connect() as conn:
+            project = listing.plan_project(conn, plan_id)
+        if project is None:
+            raise NotFound(f"plan {plan_id} not found")
+        return project
+
+    def progress(self, plan_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Status, generation and targets done/total of these plans' runs, read in one statement."""
+        with self.engine.connect() as conn:
+            rows = listing.progress(conn, plan_ids)
+        return {row.plan_id: {**row._asdict(), "finished": row.status in TERMINAL_STATUSES} for row in rows}
+
+    def health(self, timeout: float = 1.0) -> dict[str, bool]:
+        """Whether the metadata database (at the schema head) and the broker answer within `timeout`."""
+        from plancheck.status import check_broker, check_database
+
+        database, broker = check_database(self.settings, timeout), check_broker(self.settings, timeout)
+        return {"database": database.ok, "broker": broker.ok}
+
+    def metrics(self) -> bytes:
+        """The Prometheus exposition of plancheck's metrics, computed from PostgreSQL now."""
+        from prometheus_client import generate_latest
+
+        from plancheck.metrics import registry_for
+
+        return bytes(generate_latest(registry_for(self.engine)))
+
     def _dispatch_claim(self) -> None:
         """Claim now and send the run messages, rather than wait for a beat tick.
 
@@ -402,6 +529,27 @@ def _split_target(target: str) -> tuple[str, str]:
     if not instance_key or not name or "/" in name:
         raise InvalidInput(f"target {target!r} must be INSTANCE/DATABASE")
     return instance_key, name
+
+
+def _grant(row: tokens.TokenRow) -> access.Grant:
+    if row.revoked_at is not None:
+        raise Unauthorized(f"token {row.name!r} was revoked")
+    if row.expired:
+        raise Unauthorized(f"token {row.name!r} has expired")
+    return access.Grant(row.id, row.name, access.Scope(row.scope), row.project)
+
+
+def _token_json(row: tokens.TokenRow) -> dict[str, Any]:
+    state = "revoked" if row.revoked_at else "expired" if row.expired else "active"
+    fields = ("id", "name", "scope", "project", "created_at", "expires_at", "revoked_at")
+    return {**{name: getattr(row, name) for name in fields}, "state": state}
+
+
+def rule_descriptions() -> dict[str, str]:
+    """Each SQL review rule's description (what it catches, why it matters, how to fix), by rule name."""
+    from plancheck.checks.rules import ALL_RULES
+
+    return {rule.name: " ".join(rule.description.split()) for rule in ALL_RULES}
 
 
 def _database_json(row: Any) -> dict[str, Any]:

@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from plancheck.errors import PlancheckError
-from plancheck.processes import CeleryProcess, start_celery, stop_all
+from plancheck.errors import NotFound, PlancheckError
+from plancheck.processes import CeleryProcess, start_celery, start_module, stop_all
 
 METADATA_DATABASE = "plancheck"
 LOCK_FILE = "dev.lock"
 STATE_FILE = "dev.json"
 READY_TIMEOUT = 60.0
+DEV_TOKEN = "dev"
 
 
 class DevError(PlancheckError):
@@ -63,6 +64,8 @@ class DevEnvironment:
     children: list[CeleryProcess] = field(default_factory=list)
     flower_url: str | None = None
     flower_password: str | None = None
+    api_url: str | None = None
+    api_token: str | None = None
 
     def child_env(self) -> dict[str, str]:
         """The environment of plancheck processes using this dev environment."""
@@ -86,19 +89,25 @@ class DevEnvironment:
             "broker_url": self.broker_url,
             "children": {child.name: child.pid for child in self.children},
             "flower_url": self.flower_url,
+            "api_url": self.api_url,
         }
 
     def dead_child(self) -> CeleryProcess | None:
         return next((child for child in self.children if not child.is_alive()), None)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        """Until the worker logs that it is ready (and every child still runs)."""
+        """Until the worker logs that it is ready and the API answers (and every child still runs)."""
         deadline = time.monotonic() + timeout
         worker = next((child for child in self.children if child.name == "worker"), None)
         while worker is not None and " ready." not in worker.log():
             self._check_children()
             if time.monotonic() > deadline:
                 raise DevError(f"the celery worker was not ready after {timeout:g}s; see {worker.log_path}")
+            time.sleep(0.1)
+        while self.api_url is not None and not _answers(f"{self.api_url}/healthz"):
+            self._check_children()
+            if time.monotonic() > deadline:
+                raise DevError(f"the API server was not answering after {timeout:g}s; see {self.data_dir / 'logs'}")
             time.sleep(0.1)
         self._check_children()
 
@@ -113,6 +122,16 @@ class DevEnvironment:
         if child is not None:
             raise DevError(f"{child.name} (pid {child.pid}) exited with code {child.popen.returncode}; "
                            f"see its log, {child.log_path}")
+
+
+def _answers(url: str) -> bool:
+    import httpx
+
+    try:
+        httpx.get(url, timeout=2)
+    except httpx.TransportError:
+        return False
+    return True
 
 
 # -- ownership of the data directory --------------------------------------------------------------
@@ -263,9 +282,11 @@ def dev_environment(
     *,
     flower: bool = False,
     flower_port: int = 5555,
+    api_port: int | None = None,
     say: Callable[[str], None] = lambda message: None,
 ) -> Iterator[DevEnvironment]:
-    """Start PostgreSQL, Redis, the metadata schema, a worker and a beat (and Flower); stop them after."""
+    """Start PostgreSQL, Redis, the metadata schema, a worker and a beat (and Flower, and the API server
+    on 127.0.0.1:`api_port` with a fresh token); stop them after."""
     from plancheck.api import Plancheck
     from plancheck.embedded import start_redis
     from plancheck.settings import load_settings
@@ -285,7 +306,10 @@ def dev_environment(
         env = DevEnvironment(data_dir, server_url, metadata_url, redis.url)
         child_env = env.child_env()
         say("migrating the metadata database")
-        Plancheck(load_settings(child_env)).upgrade_database()
+        api = Plancheck(load_settings(child_env))
+        api.upgrade_database()
+        if api_port is not None:
+            env.api_url, env.api_token = f"http://127.0.0.1:{api_port}", _dev_token(api)
         log_dir = data_dir / "logs"
         log_dir.mkdir(exist_ok=True)
         _start_children(env, child_env, log_dir, stack, flower, flower_port)
@@ -320,4 +344,20 @@ def _start_children(
         env.children.append(
             start_celery(name, args, env=process_env, log_dir=log_dir, append_log=True, die_with_parent=True)
         )
+    if env.api_url is not None:
+        port = str(urlsplit(env.api_url).port)
+        api_args = ["plancheck.cli.main", "api", "serve", "--host", "127.0.0.1", "--port", port]
+        env.children.append(
+            start_module("api", api_args, env=child_env, log_dir=log_dir, append_log=True, die_with_parent=True)
+        )
+
+
+def _dev_token(api: Any) -> str:
+    """A fresh submit-scoped API token named `dev` for this run; the previous run's is revoked.
+
+    Submit scope does everything the API and the results page offer (submit includes read).
+    """
+    with contextlib.suppress(NotFound):
+        api.revoke_token(DEV_TOKEN)
+    return str(api.create_token(DEV_TOKEN, "submit").token)
 

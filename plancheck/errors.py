@@ -17,3 +17,11 @@ class Conflict(PlancheckError):
 
 class InvalidInput(PlancheckError):
     pass
+
+
+class Unauthorized(PlancheckError):
+    """No token, or one that is malformed, unknown, expired or revoked."""
+
+
+class Forbidden(PlancheckError):
+    """A valid token whose scope or project does not cover the request."""

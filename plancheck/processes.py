@@ -84,7 +84,22 @@ def start_celery(
     append_log: bool = False,
     die_with_parent: bool = False,
 ) -> CeleryProcess:
-    """`python -m celery -A APP ARGS`, stdout and stderr to `log_dir/NAME.log`.
+    """`python -m celery -A APP ARGS`, stdout and stderr to `log_dir/NAME.log` (see `start_module`)."""
+    return start_module(name, ["celery", "-A", app, *args], env=env, log_dir=log_dir, signal_group=signal_group,
+                        append_log=append_log, die_with_parent=die_with_parent)
+
+
+def start_module(
+    name: str,
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log_dir: Path,
+    signal_group: bool = False,
+    append_log: bool = False,
+    die_with_parent: bool = False,
+) -> CeleryProcess:
+    """`python -m ARGS` (celery, or plancheck's own CLI), stdout and stderr to `log_dir/NAME.log`.
 
     It runs from the repository root, where `celeryconfig` imports. `append_log` keeps what
     earlier runs logged (dev mode's data directory outlives a run). `die_with_parent`: see
@@ -95,7 +110,7 @@ def start_celery(
     log_path = log_dir / f"{name}.log"
     with log_path.open("ab" if append_log else "wb") as log:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", app, *args],
+            [sys.executable, "-m", *args],
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -21,7 +21,7 @@ def _say(console: Console) -> Any:
     return lambda message: console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
-def run_dev(data_dir: Path | None, flower: bool, flower_port: int, json_output: bool) -> None:
+def run_dev(data_dir: Path | None, flower: bool, flower_port: int, api_port: int, json_output: bool) -> None:
     """Run dev mode in the foreground until Ctrl-C or SIGTERM."""
     from plancheck import dev
 
@@ -29,7 +29,8 @@ def run_dev(data_dir: Path | None, flower: bool, flower_port: int, json_output: 
     info = _info_console(json_output)
     with dev.stop_signals():
         try:
-            with dev.dev_environment(data_dir, flower=flower, flower_port=flower_port, say=_say(info)) as env:
+            with dev.dev_environment(data_dir, flower=flower, flower_port=flower_port, api_port=api_port,
+                                     say=_say(info)) as env:
                 env.wait_ready()
                 _print_ready(env, info, json_output)
                 env.run_forever()
@@ -43,7 +44,7 @@ def _print_ready(env: Any, info: Console, json_output: bool) -> None:
     state = env.state()
     if json_output:
         render.print_json(stdout, {**state, "flower_user": "admin" if env.flower_url else None,
-                                   "flower_password": env.flower_password})
+                                   "flower_password": env.flower_password, "api_token": env.api_token})
         stdout.file.flush()
     say = _say(info)
     say(f"PostgreSQL: {env.server_url} (metadata database: {dev.METADATA_DATABASE})")
@@ -52,9 +53,12 @@ def _print_ready(env: Any, info: Console, json_output: bool) -> None:
         + f" (logs in {env.data_dir / 'logs'})")
     if env.flower_url:
         say(f"Flower: {env.flower_url} user admin password {env.flower_password} (shown once)")
+    say(f"API and results page: {env.api_url}/ (API docs at {env.api_url}/docs)")
+    say(f"API token (scope submit; a new one at each start, the previous one revoked): {env.api_token}")
     say("To use the CLI from another terminal:")
     for line in env.exports():
         say(line)
+    say(f"or, for the plan commands, through the API: PLANCHECK_API_URL={env.api_url} PLANCHECK_TOKEN={env.api_token}")
     say("plancheck dev is ready; press Ctrl-C to stop.")
     info.file.flush()
 

@@ -16,7 +16,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from plancheck.cli import catalog, ops, plans, review, rules
+from plancheck.cli import catalog, ops, plans, review, rules, server
 from plancheck.cli.common import EXIT_USAGE, CliError, JsonOption, stderr
 from plancheck.cli.render import plain
 
@@ -38,6 +38,7 @@ app.add_typer(plans.issue_app, name="issue")
 app.add_typer(plans.rollout_app, name="rollout")
 ops.register(app)  # `plancheck status`, `plancheck metrics serve`
 review.register(app), rules.register(app)  # `plancheck review FILE…`, `plancheck rules`: no database needed
+server.register(app)  # `plancheck api serve`, `plancheck token …`
 
 DataDirOption = Annotated[
     Path | None,
@@ -50,12 +51,15 @@ def dev(
     data_dir: DataDirOption = None,
     flower: Annotated[bool, typer.Option("--flower", help="Also run Flower on 127.0.0.1 with basic auth.")] = False,
     flower_port: Annotated[int, typer.Option("--flower-port", help="Flower's port.", min=1, max=65535)] = 5555,
+    api_port: Annotated[
+        int, typer.Option("--api-port", help="Port of the API server and results page (127.0.0.1).", min=1, max=65535)
+    ] = 8080,
     json_output: JsonOption = False,
 ) -> None:
-    """Run embedded PostgreSQL and Redis, a celery worker and a beat until Ctrl-C."""
+    """Run embedded PostgreSQL and Redis, a celery worker, a beat and the API server until Ctrl-C."""
     from plancheck.cli.devmode import run_dev
 
-    run_dev(data_dir, flower, flower_port, json_output)
+    run_dev(data_dir, flower, flower_port, api_port, json_output)
 
 
 @app.command()

@@ -10,11 +10,13 @@ from typing import Annotated
 import typer
 
 from plancheck.cli import render
-from plancheck.cli.common import JsonOption, api, emit, read_bytes, stderr, stdout
+from plancheck.cli.common import JsonOption, api, emit, plans_api, read_bytes, stderr, stdout
 from plancheck.cli.review import FormatOption, OutputFormat
 from plancheck.errors import MAX_ID
 
-plan_app = typer.Typer(help="Plans: submit SQL for target databases and read its checks.", no_args_is_help=True)
+plan_app = typer.Typer(help="Plans: submit SQL for target databases and read its checks. With PLANCHECK_API_URL and "
+                       "PLANCHECK_TOKEN set, create, checks, rerun and cancel go through the HTTP API.",
+                       no_args_is_help=True)
 issue_app = typer.Typer(help="Issues: approval of a checked plan.", no_args_is_help=True)
 rollout_app = typer.Typer(help="Rollouts: created once a plan's issue is approved and its checks are clean.",
                           no_args_is_help=True)
@@ -37,7 +39,7 @@ def plan_create(
     from plancheck.api import MAX_SQL_BYTES
 
     data = read_bytes(sql, "SQL file", MAX_SQL_BYTES)
-    plan_id = api().create_plan(project, data, targets=target or (), group=group, title=title)
+    plan_id = plans_api().create_plan(project, data, targets=target or (), group=group, title=title)
     emit(json_output, {"plan_id": plan_id}, str(plan_id))
 
 
@@ -54,7 +56,7 @@ def plan_checks(
 ) -> None:
     """Show a plan's check results. Exit 0: DONE without ERROR results; 1: DONE with ERROR results;
     2: FAILED, CANCELED, or not finished (without --wait, or --wait timed out)."""
-    plancheck = api()
+    plancheck = plans_api()
     machine = json_output or output_format is not OutputFormat.text
     if wait:
         with render.WaitProgress(stderr if machine else stdout, plan_id) as progress:
@@ -82,7 +84,7 @@ def plan_checks(
 @plan_app.command("rerun")
 def plan_rerun(plan_id: PlanId, json_output: JsonOption = False) -> None:
     """Run a plan's checks again (results of a run still in progress are discarded)."""
-    api().rerun(plan_id)
+    plans_api().rerun(plan_id)
     emit(json_output, {"plan_id": plan_id, "status": "AVAILABLE"}, f"plan {plan_id}: checks queued again")
 
 
@@ -92,7 +94,7 @@ def plan_cancel(
     json_output: JsonOption = False,
 ) -> None:
     """Cancel plans' unfinished checks (running work stops within a heartbeat)."""
-    canceled = api().cancel(plan_ids)
+    canceled = plans_api().cancel(plan_ids)
     untouched = [plan_id for plan_id in plan_ids if plan_id not in canceled]
     lines = [f"plan {plan_id}: canceled" for plan_id in canceled]
     lines += [f"plan {plan_id}: nothing to cancel (checks already finished)" for plan_id in untouched]

@@ -265,3 +265,32 @@ class Outbox(Base):
         CheckConstraint("kind IN ('approval.find', 'rollout.create')", name="outbox_kind_check"),
         Index("outbox_pending_idx", "next_attempt_at", "id", postgresql_where=text("delivered_at IS NULL")),
     )
+
+
+class ApiToken(Base):
+    """A bearer token of the HTTP API: only the SHA-256 of the token is kept, found by its public key id."""
+
+    __tablename__ = "api_token"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(Text, unique=True)
+    secret_hash: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (
+        CheckConstraint("scope IN ('read', 'submit', 'admin')", name="api_token_scope_check"),
+        Index("api_token_active_name_idx", "name", unique=True, postgresql_where=text("revoked_at IS NULL")),
+    )
+
+
+class ApiSecret(Base):
+    """The key that signs the results page's session cookies, shared by every API server process."""
+
+    __tablename__ = "api_secret"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    secret: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (CheckConstraint("id = 1", name="api_secret_single_row_check"),)

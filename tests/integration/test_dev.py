@@ -95,7 +95,8 @@ def start_dev(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
 
     def start(data_dir: Path, *args: str) -> DevProcess:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "plancheck.cli.main", "dev", "--data-dir", str(data_dir), *args],
+            [sys.executable, "-m", "plancheck.cli.main", "dev", "--data-dir", str(data_dir),
+             "--api-port", str(free_port()), *args],
             cwd=tmp_path,  # not the repository: dev mode must find celeryconfig itself
             env=user_env(),
             stdout=subprocess.PIPE,
@@ -175,7 +176,7 @@ def test_dev_lifecycle(start_dev, tmp_path: Path) -> None:  # type: ignore[no-un
     first = start_dev(data_dir)
     first.wait_ready()
     env = first.exports()
-    assert set(first.child_pids()) == {"worker", "beat"}
+    assert set(first.child_pids()) == {"worker", "beat", "api"}
 
     # a second dev mode on the same data dir refuses to start, and harms nothing
     second = subprocess.run([sys.executable, "-m", "plancheck.cli.main", "dev", "--data-dir", str(data_dir)],
@@ -240,3 +241,37 @@ def test_dev_with_flower_requires_the_printed_password(  # type: ignore[no-untyp
     assert password.encode() not in Path(f"/proc/{flower_pid}/cmdline").read_bytes()  # not visible in `ps`
     assert dev.stop(signal.SIGINT, group=True) == 0
     assert_all_stopped(dev, data_dir)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="process checks read /proc")
+def test_dev_serves_the_api_with_the_token_it_prints(start_dev, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`plancheck dev` starts the API server and prints its URL and a submit token; a restart revokes
+    that token and prints a new one."""
+    data_dir = tmp_path / "data"
+
+    def served(dev: DevProcess) -> tuple[str, str]:
+        dev.wait_ready()
+        url = re.search(r"^API and results page: (http://127\.0\.0\.1:\d+)/", dev.output, re.M)
+        token = re.search(r"^API token \(scope submit[^)]*\): (pct_\S+)$", dev.output, re.M)
+        assert url and token, dev.output
+        assert token.group(1) not in (data_dir / "dev.json").read_text()
+        return url.group(1), token.group(1)
+
+    first = start_dev(data_dir)
+    url, token = served(first)
+    assert _get(f"{url}/healthz") == 200
+    assert _get(f"{url}/api/v1/projects") == 401
+    request = urllib.request.Request(f"{url}/api/v1/projects", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.loads(response.read()) == {"projects": []}
+    assert first.stop(signal.SIGTERM, group=False) == 0, first.output
+    assert_all_stopped(first, data_dir)
+
+    again = start_dev(data_dir)
+    new_url, new_token = served(again)
+    assert new_token != token
+    stale = urllib.request.Request(f"{new_url}/api/v1/projects", headers={"Authorization": f"Bearer {token}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(stale, timeout=10)
+    assert refused.value.code == 401
+    assert again.stop(signal.SIGTERM, group=False) == 0, again.output

@@ -22,7 +22,7 @@ from plancheck.settings import load_settings
 yaml = pytest.importorskip("yaml")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PLANCHECK_IMAGE_SERVICES = ("migrate", "worker", "beat", "flower", "metrics")
+PLANCHECK_IMAGE_SERVICES = ("migrate", "worker", "beat", "flower", "metrics", "api")
 # Variables the postgres image documents (besides PGDATA).
 POSTGRES_IMAGE_VARS = {
     "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "POSTGRES_INITDB_ARGS", "POSTGRES_INITDB_WALDIR",
@@ -110,7 +110,7 @@ def plancheck_cli() -> typer.Typer:
 
 
 def test_services_are_the_production_shape(services: dict[str, Any]) -> None:
-    assert set(services) == {"postgres", "redis", "migrate", "worker", "beat", "flower", "metrics"}
+    assert set(services) == {"postgres", "redis", "migrate", "worker", "beat", "flower", "metrics", "api"}
     assert services["postgres"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
     assert services["worker"]["deploy"]["replicas"] == 2
@@ -136,9 +136,9 @@ def test_postgres_and_redis_have_healthchecks_and_volumes(compose: dict[str, Any
 def test_startup_order(services: dict[str, Any]) -> None:
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["migrate"].get("restart") == "no"
-    for name in ("worker", "beat", "metrics"):
+    for name in ("worker", "beat", "metrics", "api"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
-    for name in ("worker", "beat", "flower"):
+    for name in ("worker", "beat", "flower", "api"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
 
 
@@ -213,6 +213,20 @@ def test_plancheck_commands_exist(services: dict[str, Any]) -> None:
             result = CliRunner().invoke(app, [*args[1:], "--help"])
             assert result.exit_code == 0, (name, result.output)
     assert command(services["metrics"])[1:3] == ["metrics", "serve"]
+    assert command(services["api"])[1:3] == ["api", "serve"]
+
+
+def test_the_api_is_published_on_loopback_only_and_checks_its_health(services: dict[str, Any]) -> None:
+    api = services["api"]
+    assert api["ports"] == ["127.0.0.1:8080:8080"]
+    assert command(api)[-4:] == ["--host", "0.0.0.0", "--port", "8080"]  # inside its container
+    probe = api["healthcheck"]["test"]
+    assert probe[:3] == ["CMD", "python", "-c"] and "http://127.0.0.1:8080/healthz" in probe[3]
+    compile(probe[3], "healthcheck", "exec")
+    assert environment(api)["PLANCHECK_API_SECRET"] == ""  # optional: unset, the key is kept in PostgreSQL
+    secret = "s" * 40
+    assert environment(load_compose({**REQUIRED_VARS, "PLANCHECK_API_SECRET": secret})["services"]["api"])[
+        "PLANCHECK_API_SECRET"] == secret
 
 
 def test_migrate_runs_alembic_to_the_single_head(services: dict[str, Any]) -> None:

@@ -198,7 +198,7 @@ def test_plan_checks_takes_the_same_formats(
             assert plan_id == 7
             return checks
 
-    monkeypatch.setattr(plans, "api", FakeApi)
+    monkeypatch.setattr(plans, "plans_api", FakeApi)
     code, out, _ = plancheck(capsys, "plan", "checks", "7", "--format", "sarif", "--sql-path", "plan.sql")
     document = json.loads(out)
     assert_valid_sarif(document)
