@@ -545,11 +545,11 @@ def _token_json(row: tokens.TokenRow) -> dict[str, Any]:
     return {**{name: getattr(row, name) for name in fields}, "state": state}
 
 
-def rule_descriptions() -> dict[str, str]:
-    """Each SQL review rule's description (what it catches, why it matters, how to fix), by rule name."""
+def rule_fixes() -> dict[str, str]:
+    """How to fix what each SQL review rule catches, by rule name (the results page's guidance)."""
     from plancheck.checks.rules import ALL_RULES
 
-    return {rule.name: " ".join(rule.description.split()) for rule in ALL_RULES}
+    return {rule.name: " ".join(rule.fix.split()) for rule in ALL_RULES}
 
 
 def _database_json(row: Any) -> dict[str, Any]:

@@ -92,13 +92,16 @@ def redis_broker(broker_url: str) -> str:
 
 
 @pytest.fixture
-def metadata_url(create_database: Callable[[str], str]) -> str:
-    """A fresh metadata database migrated to head."""
-    from plancheck.store.db import upgrade
+def metadata_url(create_database: Callable[[str], str]) -> Iterator[str]:
+    """A fresh metadata database migrated to head. The test's pooled connections to it are closed
+    after the test: a shared server's connection slots are few, and hundreds of tests would keep
+    their idle ones until the session ends."""
+    from plancheck.store.db import engine_for, upgrade
 
     url = create_database("meta")
     upgrade(url)
-    return url
+    yield url
+    engine_for(url).dispose()
 
 
 @pytest.fixture

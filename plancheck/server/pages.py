@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from plancheck.access import Grant, Scope
-from plancheck.api import Plancheck, rule_descriptions
+from plancheck.api import Plancheck, rule_fixes
 from plancheck.cli.render import duration_text, json_text, level_counts, position_text, summary_text
 from plancheck.errors import InvalidInput, Unauthorized
 from plancheck.server import views
@@ -73,7 +73,7 @@ templates = Jinja2Templates(env=_environment())
 
 @cache
 def _rule_help() -> dict[str, str]:
-    return rule_descriptions()
+    return rule_fixes()
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -109,11 +109,3 @@ def make_token(api: Plancheck) -> Callable[..., str]:
         return api.create_token(name or f"{scope}-{next(made)}", scope, project, expires).token
 
     return make
-
-
-@pytest.fixture
-def release_connections(api: Plancheck) -> Iterator[None]:
-    """Close this test's pooled metadata-database connections when it ends: a shared PostgreSQL's
-    connection slots are few, and each test's database would otherwise keep its idle ones."""
-    yield
-    api.engine.dispose()

@@ -29,7 +29,6 @@ TABLES = ("project", "database", "sheet", "plan", "plan_check_run", "outbox", "a
 SQL = "SELECT id FROM items WHERE id = 1;\n"
 
 
-pytestmark = pytest.mark.usefixtures("release_connections")
 
 @pytest.fixture
 def target(api: Plancheck, create_database: Callable[[str], str]) -> TargetDatabase:

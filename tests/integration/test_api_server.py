@@ -30,7 +30,6 @@ API_PATHS = {
 }
 
 
-pytestmark = pytest.mark.usefixtures("release_connections")
 
 @pytest.fixture
 def target(api: Plancheck, create_database: Callable[[str], str]) -> TargetDatabase:

@@ -22,7 +22,6 @@ CLEAN_SQL = b"SELECT id FROM items WHERE id = 1;\n"
 NOWHERE = "postgresql://nobody@127.0.0.1:1/nothing"  # the HTTP client must never need it
 
 
-pytestmark = pytest.mark.usefixtures("release_connections")
 
 @pytest.fixture
 def target(api: Plancheck, create_database: Callable[[str], str]) -> TargetDatabase:

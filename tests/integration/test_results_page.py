@@ -35,7 +35,6 @@ RISKY = demo.PLANS[1]
 LIVE_TIMEOUT = 120.0
 
 
-pytestmark = pytest.mark.usefixtures("release_connections")
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
