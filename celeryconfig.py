@@ -5,8 +5,8 @@ holds every status, so there is no result backend: the broker (Redis or RabbitMQ
 messages only.
 """
 
+from plancheck.core.settings import REDIS_SCHEMES, load_settings
 from plancheck.scheduler.transport import transport_for
-from plancheck.settings import REDIS_SCHEMES, load_settings
 
 _settings = load_settings()
 

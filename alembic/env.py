@@ -5,7 +5,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import pool
 
-from plancheck.settings import load_settings
+from plancheck.core.settings import load_settings
 from plancheck.store.db import create_metadata_engine
 
 config = context.config

@@ -27,7 +27,7 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from plancheck.processes import CeleryProcess, Cluster, isolated_env
+from plancheck.devtools.processes import CeleryProcess, Cluster, isolated_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL = "postgresql://root@127.0.0.1:5432/test"
@@ -175,8 +175,8 @@ def _redis_reachable(url: str) -> bool:
 
 
 def resolve_servers() -> Servers:
-    """PLANCHECK_BENCH_* URLs, else the machine's services, else embedded servers (plancheck.embedded)."""
-    from plancheck.settings import sqlalchemy_url
+    """PLANCHECK_BENCH_* URLs, else the machine's services, else embedded servers (plancheck.devtools.embedded)."""
+    from plancheck.core.settings import sqlalchemy_url
 
     cleanup: list[Callable[[], None]] = []
     pg_url, pg_source = _server(
@@ -204,7 +204,7 @@ def _server(
 
 
 def _embedded_postgres(cleanup: list[Callable[[], None]]) -> str:
-    from plancheck.embedded import start_postgres
+    from plancheck.devtools.embedded import start_postgres
 
     directory = Path(tempfile.mkdtemp(prefix="pcb-pg-"))
     url = start_postgres(directory / "data", cleanup=True)
@@ -213,7 +213,7 @@ def _embedded_postgres(cleanup: list[Callable[[], None]]) -> str:
 
 
 def _embedded_redis(cleanup: list[Callable[[], None]]) -> str:
-    from plancheck.embedded import start_redis
+    from plancheck.devtools.embedded import start_redis
 
     directory = Path(tempfile.mkdtemp(prefix="pcb-redis-"))
     server = start_redis(directory)
@@ -337,7 +337,7 @@ class Deployment:
 
     def api(self, **overrides: str) -> Any:
         from plancheck.api import Plancheck
-        from plancheck.settings import load_settings
+        from plancheck.core.settings import load_settings
 
         return Plancheck(load_settings(self.env(**overrides)))
 

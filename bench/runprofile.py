@@ -30,7 +30,7 @@ from bench.common import CHEAP_SQL, Deployment, Servers, deployment, emit, media
 _PIECES = [
     ("runner.execute (whole run, in-process)", "plancheck/scheduler/runner.py", "execute"),
     ("  runs.start (+ attempt row)", "plancheck/store/runs.py", "start"),
-    ("  load_work (plan, project, databases, sheet)", "plancheck/scheduler/work.py", "load_work"),
+    ("  load_work (plan, project, databases, sheet)", "plancheck/domain/targets.py", "load_work"),
     ("  runs.set_targets_total", "plancheck/store/runs.py", "set_targets_total"),
     ("  Lease enter + exit (heartbeat thread)", "plancheck/scheduler/lease.py", "__enter__|__exit__"),
     ("  check_target (target session + checks)", "plancheck/checks/__init__.py", "check_target"),
@@ -44,7 +44,7 @@ _PIECES = [
     ("  runs.add_results", "plancheck/store/runs.py", "add_results"),
     ("  runs.finish (+ outbox rows)", "plancheck/store/runs.py", "finish"),
     ("  runs.claim (hand-on claim in finish)", "plancheck/store/runs.py", "claim"),
-    ("  state_change log lines", "plancheck/logs.py", "state_change"),
+    ("  state_change log lines", "plancheck/core/logs.py", "state_change"),
     ("followups.relay (relay task body, once per 0.25 s)", "plancheck/store/followups.py", "relay"),
     ("all SQLAlchemy commits (metadata db)", "sqlalchemy/engine/base.py", "_commit_impl"),
     ("all pool pre-pings (metadata db)", "sqlalchemy/", "do_ping"),
@@ -53,14 +53,14 @@ _PIECES = [
 
 
 _CREATE_PIECES = [
-    ("Plancheck.create_plan (whole call)", "plancheck/api.py", "create_plan"),
+    ("Plancheck.create_plan (whole call)", "plancheck/api/__init__.py", "create_plan"),
     ("  catalog.get_project", "plancheck/store/catalog.py", "get_project"),
-    ("  _spec (validate targets: list the project's databases)", "plancheck/api.py", "_spec"),
+    ("  _spec (validate targets: list the project's databases)", "plancheck/api/__init__.py", "_spec"),
     ("  catalog.put_sheet", "plancheck/store/catalog.py", "put_sheet"),
     ("  catalog.create_plan", "plancheck/store/catalog.py", "create_plan"),
     ("  runs.create", "plancheck/store/runs.py", "create"),
     ("  commit", "sqlalchemy/engine/base.py", "_commit_impl"),
-    ("  _dispatch_claim (claim + publish the run message)", "plancheck/api.py", "_dispatch_claim"),
+    ("  _dispatch_claim (claim + publish the run message)", "plancheck/api/__init__.py", "_dispatch_claim"),
     ("    runs.claim", "plancheck/store/runs.py", "claim"),
     ("    run.apply_async", "celery/app/task.py", "apply_async"),
     ("    redis connect (new socket)", "redis/connection.py", "connect"),
@@ -137,7 +137,7 @@ def _counting(engine: Any) -> Callable[[], tuple[int, int]]:
 
 def _load_work_costs(dep: Deployment, repeats: int) -> list[list[object]]:
     """Median ms of load_work for plans of 1 target, 200 explicit targets and a 200-database group."""
-    from plancheck.scheduler.work import load_work
+    from plancheck.domain.targets import load_work
     from plancheck.store import catalog
 
     engine = dep.engine()
@@ -195,7 +195,7 @@ def _create_costs(dep: Deployment, count: int) -> tuple[list[list[object]], floa
 
 
 def run(servers: Servers, quick: bool) -> None:
-    from plancheck.settings import load_settings
+    from plancheck.core.settings import load_settings
 
     count = 100 if quick else 200
     with deployment(servers, "prof") as dep:

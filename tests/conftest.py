@@ -20,8 +20,8 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from plancheck.embedded import start_postgres, start_redis
-from plancheck.settings import sqlalchemy_url
+from plancheck.core.settings import sqlalchemy_url
+from plancheck.devtools.embedded import start_postgres, start_redis
 
 if TYPE_CHECKING:
     from plancheck.api import Plancheck
@@ -118,7 +118,7 @@ def plancheck_env(metadata_url: str, broker_url: str) -> Iterator[dict[str, str]
 @pytest.fixture
 def api(plancheck_env: dict[str, str]) -> "Plancheck":
     from plancheck.api import Plancheck
-    from plancheck.settings import load_settings
+    from plancheck.core.settings import load_settings
 
     return Plancheck(load_settings(plancheck_env))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kombu import Connection
 
-from plancheck.processes import CeleryProcess, Cluster, isolated_env
+from plancheck.devtools.processes import CeleryProcess, Cluster, isolated_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from plancheck.checks.session import TargetError
-from plancheck.conninfo import InvalidURL, connection_params
-from plancheck.redact import error_line, url_secrets
+from plancheck.core.conninfo import InvalidURL, connection_params
+from plancheck.core.redact import error_line, url_secrets
 
 # The server's identity (pg_control_system: the cluster's system identifier, the same on every path to
 # it and on its replicas) and the databases that accept connections, templates excluded.

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from plancheck.checks.advise import ReviewConfig
-from plancheck.checks.targets import MAX_TARGETS
+from plancheck.checks.specs import MAX_TARGETS
 
 MAX_AFFECTED_ROWS = 10**15
 _WORDS = (("Input should be a valid integer", "must be a whole number"),

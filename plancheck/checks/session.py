@@ -40,8 +40,8 @@ from psycopg.pq import TransactionStatus
 
 from plancheck.checks.estimate import Estimate, read_plan
 from plancheck.checks.target import Target
-from plancheck.conninfo import InvalidURL, connection_params
-from plancheck.redact import error_line, url_secrets
+from plancheck.core.conninfo import InvalidURL, connection_params
+from plancheck.core.redact import error_line, url_secrets
 
 log = logging.getLogger(__name__)
 

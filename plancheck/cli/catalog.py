@@ -9,7 +9,7 @@ import typer
 
 from plancheck.cli import render
 from plancheck.cli.common import JsonOption, api, emit, parse_labels, read_settings
-from plancheck.conninfo import display_url
+from plancheck.core.conninfo import display_url
 
 db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
 project_app = typer.Typer(help="Projects: settings (SQL review rule levels) and their databases.", no_args_is_help=True)

@@ -14,7 +14,7 @@ from plancheck.cli import render
 
 if TYPE_CHECKING:
     from plancheck.api import Plancheck
-    from plancheck.client import HttpClient
+    from plancheck.api.remote import HttpClient
 
 # Exit code of a command that could not run: bad usage, bad input, unknown id, unreachable database.
 EXIT_USAGE = 3
@@ -50,7 +50,7 @@ def api() -> Plancheck:
 def plans_api() -> Plancheck | HttpClient:
     """For the plan verbs: the HTTP API when PLANCHECK_API_URL and PLANCHECK_TOKEN are set (no database
     URL needed), else the Python API."""
-    from plancheck.client import from_environment
+    from plancheck.api.remote import from_environment
 
     return from_environment() or api()
 

@@ -1,4 +1,4 @@
-"""`plancheck dev` and `plancheck demo`: the output around `plancheck.dev` and `plancheck.demo`."""
+"""`plancheck dev` and `plancheck demo`: the output around `plancheck.devtools.dev` and `plancheck.devtools.demo`."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _say(console: Console) -> Any:
 
 def run_dev(data_dir: Path | None, flower: bool, flower_port: int, api_port: int, json_output: bool) -> None:
     """Run dev mode in the foreground until Ctrl-C or SIGTERM."""
-    from plancheck import dev
+    from plancheck.devtools import dev
 
     data_dir = (data_dir or dev.default_data_dir()).expanduser().resolve()
     info = _info_console(json_output)
@@ -39,7 +39,7 @@ def run_dev(data_dir: Path | None, flower: bool, flower_port: int, api_port: int
 
 
 def _print_ready(env: Any, info: Console, json_output: bool) -> None:
-    from plancheck import dev
+    from plancheck.devtools import dev
 
     state = env.state()
     if json_output:
@@ -65,7 +65,7 @@ def _print_ready(env: Any, info: Console, json_output: bool) -> None:
 
 def run_demo(data_dir: Path | None, keep_running: bool, json_output: bool) -> None:
     """Run the demo on the dev environment of `data_dir`: a running one, else one started here."""
-    from plancheck import dev
+    from plancheck.devtools import dev
 
     data_dir = (data_dir or dev.default_data_dir()).expanduser().resolve()
     info = _info_console(json_output)
@@ -90,9 +90,9 @@ def run_demo(data_dir: Path | None, keep_running: bool, json_output: bool) -> No
 def _demo(
     server_url: str, database_url: str, broker_url: str, info: Console, json_output: bool, reused: bool
 ) -> None:
-    from plancheck import demo
     from plancheck.api import Plancheck
-    from plancheck.settings import load_settings
+    from plancheck.core.settings import load_settings
+    from plancheck.devtools import demo
 
     # This process dispatches claims too: its Celery app must see the same broker as the worker.
     os.environ.update(PLANCHECK_DATABASE_URL=database_url, PLANCHECK_BROKER_URL=broker_url)

@@ -80,9 +80,9 @@ def error_message(exc: BaseException) -> str | None:
     """The one-line message for an error the user can act on; None for a bug (keep its traceback)."""
     from sqlalchemy.exc import DBAPIError, OperationalError
 
-    from plancheck.errors import PlancheckError
-    from plancheck.redact import error_line
-    from plancheck.settings import SettingsError
+    from plancheck.core.errors import PlancheckError
+    from plancheck.core.redact import error_line
+    from plancheck.core.settings import SettingsError
 
     if isinstance(exc, (PlancheckError, SettingsError, CliError)):
         return str(exc)
@@ -103,7 +103,7 @@ def error_message(exc: BaseException) -> str | None:
 
 def _metadata_secrets() -> tuple[str, ...]:
     """Every spelling of the metadata database's password, to mask in error texts."""
-    from plancheck.redact import url_secrets
+    from plancheck.core.redact import url_secrets
 
     return url_secrets(os.environ.get("PLANCHECK_DATABASE_URL", ""))
 

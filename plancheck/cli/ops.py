@@ -10,7 +10,7 @@ from rich.table import Table
 
 from plancheck.cli.common import EXIT_USAGE, JsonOption, emit, stderr
 from plancheck.cli.render import plain, safe
-from plancheck.settings import Settings, SettingsError, load_settings
+from plancheck.core.settings import Settings, SettingsError, load_settings
 
 
 def _settings() -> Settings:
@@ -27,8 +27,8 @@ def metrics_serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 in a container)."),
 ) -> None:
     """Serve Prometheus metrics computed from PostgreSQL on each scrape."""
-    from plancheck.logs import configure
-    from plancheck.metrics import serve
+    from plancheck.core.logs import configure
+    from plancheck.ops.metrics import serve
 
     settings = _settings()
     configure(settings.log_format)
@@ -41,7 +41,7 @@ def status(
     timeout: float = typer.Option(1.0, "--timeout", min=0.1, help="Seconds each probe may take."),
 ) -> None:
     """Health of database, broker, workers and beat, and the backlog. Exit 0 healthy, 1 otherwise."""
-    from plancheck.status import check_all
+    from plancheck.ops.status import check_all
 
     health = check_all(_settings(), timeout)
     table = Table(title="plancheck status: " + ("healthy" if health.healthy else "UNHEALTHY"))

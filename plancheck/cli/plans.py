@@ -12,7 +12,7 @@ import typer
 from plancheck.cli import render
 from plancheck.cli.common import JsonOption, api, emit, plans_api, read_bytes, stderr, stdout
 from plancheck.cli.review import FormatOption, OutputFormat
-from plancheck.errors import MAX_ID
+from plancheck.core.errors import MAX_ID
 
 plan_app = typer.Typer(help="Plans: submit SQL for target databases and read its checks. With PLANCHECK_API_URL and "
                        "PLANCHECK_TOKEN set, create, checks, rerun and cancel go through the HTTP API.",

@@ -9,9 +9,9 @@ from celery import Celery
 from celery.signals import after_setup_logger
 from kombu import Connection
 
-from plancheck.logs import JsonFormatter
+from plancheck.core.logs import JsonFormatter
+from plancheck.core.settings import load_settings
 from plancheck.scheduler.transport import transport_for
-from plancheck.settings import load_settings
 
 app = Celery("plancheck")
 app.config_from_object("celeryconfig")

@@ -23,7 +23,7 @@ from typing import Any
 from celery import beat
 from sqlalchemy.exc import SQLAlchemyError
 
-from plancheck.settings import load_settings
+from plancheck.core.settings import load_settings
 from plancheck.store import beats
 from plancheck.store.metrics import probe_engine
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from kombu import Connection, Exchange, Queue
 
-from plancheck.settings import REDIS_SCHEMES
+from plancheck.core.settings import REDIS_SCHEMES
 
 
 class QueueTaken(RuntimeError):

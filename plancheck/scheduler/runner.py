@@ -21,11 +21,11 @@ from sqlalchemy import Connection, Engine
 
 from plancheck.checks import CheckStopped, ReviewConfig, check_target
 from plancheck.checks.result import CheckResult, CheckType, Status
-from plancheck.logs import state_change
-from plancheck.redact import redact_urls
+from plancheck.core.logs import state_change
+from plancheck.core.redact import redact_urls
+from plancheck.core.settings import Settings
+from plancheck.domain.targets import Item, RunAbort, Work, load_chunk, load_work
 from plancheck.scheduler.lease import Interrupted, Lease
-from plancheck.scheduler.work import Item, RunAbort, Work, load_chunk, load_work
-from plancheck.settings import Settings
 from plancheck.store import chunks, claims, runs
 from plancheck.store.db import engine_for
 

@@ -20,9 +20,9 @@ from typing import Any
 from celery import bootsteps
 from sqlalchemy.exc import SQLAlchemyError
 
+from plancheck.core.settings import Settings, load_settings
 from plancheck.scheduler.ownership import mark_queue
 from plancheck.scheduler.tasks import claim_now
-from plancheck.settings import Settings, load_settings
 from plancheck.store import workers
 from plancheck.store.db import engine_for
 

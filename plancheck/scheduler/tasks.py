@@ -22,10 +22,10 @@ from typing import Any
 from celery import Task
 from kombu import Connection
 
-from plancheck.logs import state_change
+from plancheck.core.logs import state_change
+from plancheck.core.settings import Settings, load_settings
 from plancheck.scheduler import runner
 from plancheck.scheduler.app import app
-from plancheck.settings import Settings, load_settings
 from plancheck.store import chunks, claims, followups, runs
 from plancheck.store.db import engine_for
 

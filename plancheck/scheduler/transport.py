@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plancheck.settings import REDIS_SCHEMES
+from plancheck.core.settings import REDIS_SCHEMES
 
 # kombu's Redis transport, except that a malformed queue item is dropped instead of stopping the
 # worker (see `guard`).

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from plancheck.access import Scope
 from plancheck.api import MAX_PAGE
 from plancheck.cli.render import json_text
+from plancheck.domain.access import Scope
 from plancheck.server.auth import GrantDep, api_of, authorize
 
 MAX_WAIT_SECONDS = 60.0

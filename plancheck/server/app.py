@@ -25,9 +25,9 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from plancheck.access import Scope as TokenScope
 from plancheck.api import MAX_SQL_BYTES, Plancheck
-from plancheck.errors import Conflict, Forbidden, InvalidInput, NotFound, PlancheckError, Unauthorized
+from plancheck.core.errors import Conflict, Forbidden, InvalidInput, NotFound, PlancheckError, Unauthorized
+from plancheck.domain.access import Scope as TokenScope
 from plancheck.server import api_v1, pages
 from plancheck.server.auth import GrantDep, LoginRequired, Sessions, log_refusal, secret_source
 from plancheck.server.watch import FinishWatcher
@@ -264,8 +264,8 @@ def serve(host: str, port: int) -> None:
     """Serve the app with uvicorn until SIGINT or SIGTERM."""
     import uvicorn
 
-    from plancheck.logs import configure
-    from plancheck.settings import load_settings
+    from plancheck.core.logs import configure
+    from plancheck.core.settings import load_settings
 
     settings = load_settings()
     configure(settings.log_format)

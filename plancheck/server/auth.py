@@ -19,10 +19,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from plancheck.access import Grant, Scope
 from plancheck.api import Plancheck
-from plancheck.errors import Forbidden, PlancheckError, Unauthorized
-from plancheck.settings import SettingsError
+from plancheck.core.errors import Forbidden, PlancheckError, Unauthorized
+from plancheck.core.settings import SettingsError
+from plancheck.domain.access import Grant, Scope
 
 log = logging.getLogger("plancheck.server.auth")
 

@@ -18,10 +18,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from plancheck.access import Grant, Scope
 from plancheck.api import Plancheck, rule_fixes
 from plancheck.cli.render import duration_text, json_text, level_counts, position_text, summary_text
-from plancheck.errors import InvalidInput, Unauthorized
+from plancheck.core.errors import InvalidInput, Unauthorized
+from plancheck.domain.access import Grant, Scope
 from plancheck.server import views
 from plancheck.server.api_v1 import PLAN_ID_MAX, PlanId
 from plancheck.server.auth import (

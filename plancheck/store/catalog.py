@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Row, Text, any_, literal, select, text, updat
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import IntegrityError
 
-from plancheck.errors import Conflict, NotFound
+from plancheck.core.errors import Conflict, NotFound
 from plancheck.store.models import Database, DatabaseGroup, Instance, Plan, Project, Sheet
 
 

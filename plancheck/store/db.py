@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine
 
-from plancheck.conninfo import engine_url
+from plancheck.core.conninfo import engine_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

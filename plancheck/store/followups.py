@@ -15,9 +15,9 @@ from sqlalchemy import Connection, Row, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, JSONB
 from sqlalchemy.exc import IntegrityError
 
-from plancheck import risk
-from plancheck.errors import Conflict, NotFound
-from plancheck.redact import redact_urls
+from plancheck.core.errors import Conflict, NotFound
+from plancheck.core.redact import redact_urls
+from plancheck.domain import risk
 from plancheck.store import catalog, runs
 
 log = logging.getLogger(__name__)

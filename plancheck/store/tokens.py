@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
-from plancheck.errors import Conflict
+from plancheck.core.errors import Conflict
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,7 @@ def chaos(
     tmp_path: Path,
 ) -> Iterator[Chaos]:
     from plancheck.api import Plancheck
-    from plancheck.settings import load_settings
+    from plancheck.core.settings import load_settings
     from plancheck.store.db import upgrade
     from tests.integration.helpers import register_target
 

@@ -24,8 +24,8 @@ import psycopg
 import redis
 from sqlalchemy import Engine, text
 
-from plancheck.embedded import EmbeddedRedis, free_port, libpq_to_sqlalchemy, start_redis
-from plancheck.processes import stop_all
+from plancheck.devtools.embedded import EmbeddedRedis, free_port, libpq_to_sqlalchemy, start_redis
+from plancheck.devtools.processes import stop_all
 from tests.processes import Cluster, Process
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from plancheck.api import Plancheck
-from plancheck.embedded import free_port
+from plancheck.devtools.embedded import free_port
 from tests.processes import REPO_ROOT
 
 START_TIMEOUT = 30.0

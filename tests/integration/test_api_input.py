@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from plancheck.api import MAX_SQL_BYTES, Plancheck
-from plancheck.errors import Conflict, InvalidInput, NotFound, PlancheckError
+from plancheck.core.errors import Conflict, InvalidInput, NotFound, PlancheckError
 from tests.integration.helpers import TargetDatabase, make_target, register_target
 
 TABLES = ("project", "instance", "database", "database_group", "sheet", "plan", "plan_check_run", "outbox")

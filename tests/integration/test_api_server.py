@@ -15,7 +15,7 @@ from sqlalchemy.pool import NullPool
 
 from plancheck.api import Plancheck
 from plancheck.cli.render import json_text
-from plancheck.embedded import free_port
+from plancheck.devtools.embedded import free_port
 from plancheck.store.models import TERMINAL_STATUSES
 from tests.integration.conftest import ApiServer, start_api_server
 from tests.integration.helpers import TargetDatabase, make_target, register_target

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from plancheck.api import Plancheck
-from plancheck.embedded import free_port
+from plancheck.devtools.embedded import free_port
 from tests.integration.conftest import ApiServer
 from tests.integration.helpers import TargetDatabase, make_target, register_target
 from tests.processes import REPO_ROOT, Cluster

@@ -178,7 +178,7 @@ def test_upgrade_from_seed_turns_running_rows_into_done(
     create_database: Callable[[str], str], broker_url: str, tmp_path: Path
 ) -> None:
     """A database at the seed revision with RUNNING rows: after `upgrade head` they are claimed and end DONE."""
-    from plancheck.settings import load_settings
+    from plancheck.core.settings import load_settings
     from tests.processes import cluster as make_cluster
     from tests.processes import plancheck_env
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from plancheck.embedded import free_port
+from plancheck.devtools.embedded import free_port
 from tests.processes import REPO_ROOT, wait_for
 
 READY_LINE = "plancheck dev is ready"

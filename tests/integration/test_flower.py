@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import Engine, create_engine
 
 from plancheck import app
-from plancheck.embedded import free_port
-from plancheck.processes import start_celery
+from plancheck.devtools.embedded import free_port
+from plancheck.devtools.processes import start_celery
 from plancheck.scheduler.app import broker_connection
 from plancheck.store import runs
 from tests.processes import Cluster, Process, wait_for

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from plancheck.api import Plancheck
-from plancheck.errors import InvalidInput
+from plancheck.core.errors import InvalidInput
 
 
 def _name(url: str) -> str:

@@ -13,8 +13,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine
 
-from plancheck.embedded import free_port
-from plancheck.metrics import registry_for
+from plancheck.devtools.embedded import free_port
+from plancheck.ops.metrics import registry_for
 from plancheck.store import metrics as queries
 from plancheck.store import runs
 from plancheck.store.metrics import HISTOGRAM_BOUNDS, probe_engine

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from plancheck.api import Plancheck
-from plancheck.settings import load_settings
+from plancheck.core.settings import load_settings
 from plancheck.store import catalog, followups, runs
 from tests.integration.helpers import TargetDatabase, claim_directly, hold_lock, make_target, register_target
 from tests.processes import Cluster, Process, plancheck_env, wait_for

@@ -15,9 +15,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from plancheck import demo
 from plancheck.api import Plancheck
 from plancheck.checks.session import libpq_url
+from plancheck.devtools import demo
 from tests.integration.conftest import ApiServer
 from tests.integration.helpers import TargetDatabase, make_target, register_target
 from tests.integration.test_api_server import submit, wait_finished

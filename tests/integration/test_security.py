@@ -27,9 +27,9 @@ from plancheck.api import Plancheck
 from plancheck.checks import ReviewConfig, Target, TargetError, check_target
 from plancheck.checks.instance import list_databases, resolve_url
 from plancheck.checks.result import Status
-from plancheck.conninfo import connection_params, conninfo
-from plancheck.embedded import free_port
-from plancheck.errors import InvalidInput
+from plancheck.core.conninfo import connection_params, conninfo
+from plancheck.core.errors import InvalidInput
+from plancheck.devtools.embedded import free_port
 from plancheck.scheduler.app import broker_connection
 from plancheck.scheduler.tasks import run as run_task
 from plancheck.store import catalog, runs

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import create_engine
 
 from plancheck import app
-from plancheck.embedded import free_port
+from plancheck.core.settings import load_settings
+from plancheck.devtools.embedded import free_port
+from plancheck.ops.status import check_workers
 from plancheck.scheduler.beat import Scheduler
-from plancheck.settings import load_settings
-from plancheck.status import check_workers
 from plancheck.store import beats
 from plancheck.store.db import upgrade
 from tests.processes import REPO_ROOT, Cluster, Process, wait_for

@@ -17,8 +17,8 @@ from plancheck.checks import CheckStopped, ReviewConfig, Target, TargetError, ch
 from plancheck.checks.result import CheckResult, CheckType, Status
 from plancheck.checks.session import TargetSession, libpq_url, open_target_session
 from plancheck.checks.summary import summarize
-from plancheck.embedded import free_port
-from plancheck.risk import assess
+from plancheck.devtools.embedded import free_port
+from plancheck.domain.risk import assess
 
 NEEDLE = f"S3cr3t-Needle-{uuid.uuid4().hex[:8]}"
 CONFIG = ReviewConfig(levels={}, options={})

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from plancheck import access
-from plancheck.access import Grant, Scope
-from plancheck.errors import Forbidden, InvalidInput
+from plancheck.core.errors import Forbidden, InvalidInput
+from plancheck.domain import access
+from plancheck.domain.access import Grant, Scope
 
 
 def test_a_new_token_is_random_recognisable_and_stored_only_as_its_hash() -> None:

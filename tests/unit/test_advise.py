@@ -14,8 +14,8 @@ from plancheck.checks import advise
 from plancheck.checks.advise import MAX_SCRIPT_BYTES, ReviewConfig, review
 from plancheck.checks.result import CheckResult, CheckType, Position, Status
 from plancheck.checks.rules import ALL_RULES
-from plancheck.errors import InvalidInput
-from plancheck.settings import load_settings
+from plancheck.core.errors import InvalidInput
+from plancheck.core.settings import load_settings
 
 DEFAULT = ReviewConfig()
 

@@ -17,7 +17,7 @@ import typer
 from click.testing import CliRunner as ClickRunner
 from typer.testing import CliRunner
 
-from plancheck.settings import load_settings
+from plancheck.core.settings import load_settings
 
 yaml = pytest.importorskip("yaml")
 

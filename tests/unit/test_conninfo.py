@@ -10,9 +10,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from plancheck.checks import TargetError
 from plancheck.checks.instance import resolve_url, validate_url
-from plancheck.conninfo import InvalidURL, connection_params, conninfo, display_url, engine_url, password_forms
-from plancheck.redact import MASK, error_line, redact, url_secrets
-from plancheck.settings import SettingsError, load_settings
+from plancheck.core.conninfo import InvalidURL, connection_params, conninfo, display_url, engine_url, password_forms
+from plancheck.core.redact import MASK, error_line, redact, url_secrets
+from plancheck.core.settings import SettingsError, load_settings
 
 TOKEN = "7f3a9c"
 # Every character that broke or leaked somewhere, each segment carrying the token so a partial leak shows.

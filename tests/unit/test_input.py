@@ -9,7 +9,7 @@ import pytest
 from plancheck.api import _globs, _id, _identifier, _labels, decode_sql
 from plancheck.checks.advise import ReviewConfig, review
 from plancheck.checks.project_settings import validate_project_settings
-from plancheck.errors import MAX_ID, InvalidInput
+from plancheck.core.errors import MAX_ID, InvalidInput
 
 
 def test_a_byte_order_mark_is_stripped_not_a_syntax_error() -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from plancheck.redact import MASK, redact, redact_urls, url_secrets
+from plancheck.core.redact import MASK, redact, redact_urls, url_secrets
 
 NEEDLE = "S3cr3t-Needle-42"
 

@@ -1,4 +1,4 @@
-"""plancheck.risk.assess: ERROR -> HIGH, DDL on prod -> HIGH, affected rows over threshold -> HIGH,
+"""plancheck.domain.risk.assess: ERROR -> HIGH, DDL on prod -> HIGH, affected rows over threshold -> HIGH,
 warnings -> MEDIUM, else LOW. Pure logic: no database, no Celery."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plancheck.risk import APPROVERS, DEFAULT_AFFECTED_ROWS_THRESHOLD, assess
+from plancheck.domain.risk import APPROVERS, DEFAULT_AFFECTED_ROWS_THRESHOLD, assess
 
 THRESHOLD = 1000
 ENVIRONMENTS = {"inst/prod_db": "prod", "inst/test_db": "test"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plancheck.settings import (
+from plancheck.core.settings import (
     DEFAULT_BROKER_URL,
     DEFAULT_DATABASE_URL,
     SettingsError,
@@ -135,7 +135,7 @@ def test_numbers_say_their_bounds() -> None:
 
 def test_every_setting_is_bounded() -> None:
     """A new setting must say its limits: every number has both bounds, every text a length or choices."""
-    from plancheck.settings import Settings
+    from plancheck.core.settings import Settings
 
     for name, field in Settings.model_fields.items():
         kinds = {type(item).__name__ for item in field.metadata}

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from plancheck.checks.groups import DatabaseResource
-from plancheck.checks.targets import MAX_TARGETS, InvalidPlan, PlannedCheck, derive_targets, validate_specs
+from plancheck.checks.specs import MAX_TARGETS, InvalidPlan, PlannedCheck, derive_targets, validate_specs
 
 SHEET_A = "a" * 64
 SHEET_B = "b" * 64

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
-from plancheck.errors import Forbidden, InvalidInput
+from plancheck.core.errors import Forbidden, InvalidInput
 
 PREFIX = "pct_"
 KEY_ID_HEX = 12

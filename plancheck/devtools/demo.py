@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from plancheck.api import Checks, Plancheck
-from plancheck.errors import Conflict
+from plancheck.core.errors import Conflict
 
 PROJECT = "demo"
 INSTANCE = "demo-pg"
@@ -139,8 +139,8 @@ class DemoRun:
 
 def seed(server_url: str, database: SampleDatabase) -> bool:
     """Create and fill one sample database unless it is already there; True when created now."""
-    from plancheck.dev import ensure_database
-    from plancheck.settings import sqlalchemy_url
+    from plancheck.core.settings import sqlalchemy_url
+    from plancheck.devtools.dev import ensure_database
 
     url = ensure_database(server_url, database.name)
     libpq = url.replace(sqlalchemy_url("postgresql://"), "postgresql://", 1)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from plancheck.conninfo import InvalidURL, connection_params
+from plancheck.core.conninfo import InvalidURL, connection_params
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://root@127.0.0.1:5432/plancheck"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"

@@ -18,8 +18,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
-from plancheck.conninfo import password_forms
-from plancheck.redact import error_line
+from plancheck.core.conninfo import password_forms
+from plancheck.core.redact import error_line
 from plancheck.store import beats
 from plancheck.store import metrics as queries
 

@@ -18,8 +18,8 @@ from urllib.parse import quote
 import httpx
 
 from plancheck.api import Checks, decode_sql
-from plancheck.errors import Conflict, Forbidden, InvalidInput, NotFound, PlancheckError, Unauthorized
-from plancheck.settings import SettingsError
+from plancheck.core.errors import Conflict, Forbidden, InvalidInput, NotFound, PlancheckError, Unauthorized
+from plancheck.core.settings import SettingsError
 
 API_URL_VARIABLE = "PLANCHECK_API_URL"
 TOKEN_VARIABLE = "PLANCHECK_TOKEN"

@@ -17,8 +17,8 @@ from sqlalchemy import Connection, Row
 from plancheck.checks import ReviewConfig
 from plancheck.checks.groups import DatabaseResource, compile_expression, select_members
 from plancheck.checks.instance import resolve_url
+from plancheck.checks.specs import InvalidPlan, derive_targets
 from plancheck.checks.target import Target
-from plancheck.checks.targets import InvalidPlan, derive_targets
 from plancheck.store import catalog
 
 

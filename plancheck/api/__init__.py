@@ -16,16 +16,16 @@ from typing import Any
 import kombu
 from sqlalchemy import Engine
 
-from plancheck import access
 from plancheck.checks import TargetError
 from plancheck.checks.groups import MAX_LABELS, InvalidExpression, compile_expression
 from plancheck.checks.instance import list_databases, resolve_url, validate_url
 from plancheck.checks.project_settings import validate_project_settings
-from plancheck.checks.targets import InvalidPlan, validate_specs
-from plancheck.errors import MAX_ID, InvalidInput, NotFound, Unauthorized
-from plancheck.logs import state_change
-from plancheck.scheduler.work import group_members, project_databases
-from plancheck.settings import Settings, load_settings
+from plancheck.checks.specs import InvalidPlan, validate_specs
+from plancheck.core.errors import MAX_ID, InvalidInput, NotFound, Unauthorized
+from plancheck.core.logs import state_change
+from plancheck.core.settings import Settings, load_settings
+from plancheck.domain import access
+from plancheck.domain.targets import group_members, project_databases
 from plancheck.store import catalog, db, followups, listing, runs, tokens
 from plancheck.store.models import RUN_STATUSES, TERMINAL_STATUSES
 
@@ -438,7 +438,7 @@ class Plancheck:
 
     def health(self, timeout: float = 1.0) -> dict[str, bool]:
         """Whether the metadata database (at the schema head) and the broker answer within `timeout`."""
-        from plancheck.status import check_broker, check_database
+        from plancheck.ops.status import check_broker, check_database
 
         database, broker = check_database(self.settings, timeout), check_broker(self.settings, timeout)
         return {"database": database.ok, "broker": broker.ok}
@@ -447,7 +447,7 @@ class Plancheck:
         """The Prometheus exposition of plancheck's metrics, computed from PostgreSQL now."""
         from prometheus_client import generate_latest
 
-        from plancheck.metrics import registry_for
+        from plancheck.ops.metrics import registry_for
 
         return bytes(generate_latest(registry_for(self.engine)))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from plancheck.conninfo import MASK, mask_keyword_passwords, secrets_of
+from plancheck.core.conninfo import MASK, mask_keyword_passwords, secrets_of
 
 __all__ = ["MASK", "error_line", "redact", "redact_urls", "url_secrets"]
 

@@ -14,9 +14,9 @@ from celery import Celery
 from kombu import Connection as BrokerConnection
 from sqlalchemy.exc import DBAPIError, ProgrammingError, SQLAlchemyError
 
-from plancheck.conninfo import display_url
-from plancheck.redact import error_line, url_secrets
-from plancheck.settings import Settings
+from plancheck.core.conninfo import display_url
+from plancheck.core.redact import error_line, url_secrets
+from plancheck.core.settings import Settings
 from plancheck.store import beats, db
 from plancheck.store import metrics as queries
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from plancheck.errors import NotFound, PlancheckError
-from plancheck.processes import CeleryProcess, start_celery, start_module, stop_all
+from plancheck.core.errors import NotFound, PlancheckError
+from plancheck.devtools.processes import CeleryProcess, start_celery, start_module, stop_all
 
 METADATA_DATABASE = "plancheck"
 LOCK_FILE = "dev.lock"
@@ -209,7 +209,7 @@ def start_postgres(pg_dir: Path) -> tuple[str, Callable[[], None]]:
         warnings.simplefilter("ignore")  # pgserver warns when XDG_RUNTIME_DIR is unset
         import pgserver
 
-        from plancheck.embedded import start_postgres as start
+        from plancheck.devtools.embedded import start_postgres as start
 
         pg_dir.mkdir(parents=True, exist_ok=True)
         _prune_dead_handles(pg_dir)
@@ -288,8 +288,8 @@ def dev_environment(
     """Start PostgreSQL, Redis, the metadata schema, a worker and a beat (and Flower, and the API server
     on 127.0.0.1:`api_port` with a fresh token); stop them after."""
     from plancheck.api import Plancheck
-    from plancheck.embedded import start_redis
-    from plancheck.settings import load_settings
+    from plancheck.core.settings import load_settings
+    from plancheck.devtools.embedded import start_redis
 
     data_dir = data_dir.expanduser().resolve()
     stack = ExitStack()
