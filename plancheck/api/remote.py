@@ -17,9 +17,10 @@ from urllib.parse import quote
 
 import httpx
 
-from plancheck.api import Checks, decode_sql
+from plancheck.api.inputs import decode_sql
+from plancheck.api.plans import Checks
 from plancheck.core.errors import Conflict, Forbidden, InvalidInput, NotFound, PlancheckError, Unauthorized
-from plancheck.core.settings import SettingsError
+from plancheck.core.settings import SettingsError, load_settings
 
 API_URL_VARIABLE = "PLANCHECK_API_URL"
 TOKEN_VARIABLE = "PLANCHECK_TOKEN"
@@ -60,7 +61,7 @@ class HttpClient:
         title: str | None = None,
     ) -> int:
         """Submit a plan; the SQL is checked here first (size, UTF-8, NUL, empty), as the server would."""
-        text = decode_sql(sql if isinstance(sql, bytes) else sql.encode())
+        text = decode_sql(sql if isinstance(sql, bytes) else sql.encode(), load_settings().max_sql_bytes)
         body: dict[str, Any] = {"sql": text, "title": title}
         body.update({"group": group} if group else {"targets": list(targets)})
         response = self._request("POST", f"/api/v1/projects/{quote(project, safe='')}/plans", json=body)

@@ -10,13 +10,14 @@ import logging
 from collections.abc import Callable
 
 from plancheck.checks.advise import ReviewConfig, review, shared_parse
+from plancheck.checks.limits import DEFAULT_LIMITS, CheckLimits
 from plancheck.checks.result import CheckResult, CheckType, Status
 from plancheck.checks.rules.script import Script
 from plancheck.checks.session import TargetError, TargetSession, open_target_session
 from plancheck.checks.summary import summarize
 from plancheck.checks.target import Target
 
-__all__ = ["CheckStopped", "ReviewConfig", "Target", "TargetError", "TargetSession", "check_target"]
+__all__ = ["CheckLimits", "CheckStopped", "ReviewConfig", "Target", "TargetError", "TargetSession", "check_target"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ def check_target(
     target: Target,
     sql: str,
     config: ReviewConfig,
+    limits: CheckLimits = DEFAULT_LIMITS,
     should_stop: Callable[[], bool] = lambda: False,
     on_session: Callable[[TargetSession | None], None] = lambda session: None,
 ) -> list[CheckResult]:
@@ -39,10 +41,10 @@ def check_target(
     """
     _stop_if(should_stop)
     try:
-        with open_target_session(target) as session:
+        with open_target_session(target, limits) as session:
             on_session(session)
             try:
-                return _run_checks(target, sql, config, session, should_stop)
+                return _run_checks(target, sql, config, limits, session, should_stop)
             finally:
                 on_session(None)
     except TargetError as error:
@@ -52,9 +54,14 @@ def check_target(
 
 
 def _run_checks(
-    target: Target, sql: str, config: ReviewConfig, session: TargetSession, should_stop: Callable[[], bool]
+    target: Target,
+    sql: str,
+    config: ReviewConfig,
+    limits: CheckLimits,
+    session: TargetSession,
+    should_stop: Callable[[], bool],
 ) -> list[CheckResult]:
-    parsed = shared_parse(sql)  # once per process: for the review, the summary report and the next targets
+    parsed = shared_parse(sql, limits.review_max_bytes)  # once per process: review, summary, the next targets
     results = review(sql, target.name, config, session.estimate_rows, parsed=parsed,
                      function_volatility=session.function_volatility)
     session.raise_if_failed()  # in case the advisor swallowed a TargetError from estimate_rows

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from plancheck.checks.limits import DEFAULT_LIMITS
 from plancheck.checks.result import CheckResult, CheckType, Position, Status
 from plancheck.checks.rules import ALL_RULES, RULES_BY_NAME, lexer
 from plancheck.checks.rules.base import FunctionVolatility, Level, RowEstimator, Rule, RuleContext
@@ -24,7 +25,7 @@ from plancheck.checks.rules.script import LineIndex, Script, SqlSyntaxError, par
 __all__ = ["FunctionVolatility", "ReviewConfig", "RowEstimator", "Unreviewable", "batch", "parse", "review",
            "shared_parse"]
 
-MAX_SCRIPT_BYTES = 2 * 1024 * 1024  # of SQL, not counting comments and whitespace (see parse)
+MAX_SCRIPT_BYTES = DEFAULT_LIMITS.review_max_bytes  # of SQL, not counting comments and whitespace (see parse)
 MAX_RESULTS_PER_STATUS = 50
 TOO_LARGE_CODE = 200
 SYNTAX_ERROR_CODE = 201
@@ -112,14 +113,16 @@ class _ParseCache:
         self._size = 0  # text bytes held
         self._lock = threading.Lock()
 
-    def get(self, sql: str, compute: Callable[[str], Script | Unreviewable]) -> Script | Unreviewable:
+    def get(
+        self, sql: str, max_bytes: int, compute: Callable[[str, int], Script | Unreviewable]
+    ) -> Script | Unreviewable:
         data = sql.encode("utf-8", "surrogatepass")
-        key = hashlib.sha256(data).digest()
+        key = hashlib.sha256(data).digest() + max_bytes.to_bytes(8, "big")
         with self._lock:
             if key in self._parses:
                 self._parses.move_to_end(key)
                 return self._parses[key][1]
-        parsed = compute(sql)  # outside the lock: another thread may parse another sheet meanwhile
+        parsed = compute(sql, max_bytes)  # outside the lock: another thread may parse another sheet meanwhile
         if len(data) <= self._text_bytes:
             with self._lock:
                 if key not in self._parses:
@@ -144,24 +147,24 @@ def batch() -> AbstractContextManager[None]:
     return plain_node_building()
 
 
-def shared_parse(sql: str) -> Script | Unreviewable:
+def shared_parse(sql: str, max_bytes: int = MAX_SCRIPT_BYTES) -> Script | Unreviewable:
     """parse(sql), once per process for a sheet checked on many targets (see _ParseCache)."""
-    return PARSES.get(sql, parse)
+    return PARSES.get(sql, max_bytes, parse)
 
 
-def parse(sql: str) -> Script | Unreviewable:
+def parse(sql: str, max_bytes: int = MAX_SCRIPT_BYTES) -> Script | Unreviewable:
     """The script as the rules read it: `check_target` gives it to the summary report too.
 
     Size is judged by what the parser must build: comments and whitespace cost nothing, so a script
-    padded past MAX_SCRIPT_BYTES with them is still reviewed in full. A script with more SQL than that
+    padded past `max_bytes` with them is still reviewed in full. A script with more SQL than that
     is not parsed and fails the review with an ERROR, so size can never hide a statement.
     """
-    if len(sql) > MAX_SCRIPT_BYTES or len(sql.encode("utf-8", "surrogatepass")) > MAX_SCRIPT_BYTES:
-        if lexer.code_exceeds(sql, MAX_SCRIPT_BYTES):
+    if len(sql) > max_bytes or len(sql.encode("utf-8", "surrogatepass")) > max_bytes:
+        if lexer.code_exceeds(sql, max_bytes):
             return Unreviewable(
                 Status.ERROR,
                 "Script too large for review",
-                f"The script has more than {MAX_SCRIPT_BYTES:,} bytes (2 MiB) of SQL besides comments and "
+                f"The script has more than {max_bytes:,} bytes of SQL besides comments and "
                 "whitespace, more than SQL review parses, so it was not reviewed and cannot pass. Split the "
                 "change into smaller plans.",
                 TOO_LARGE_CODE,
@@ -181,13 +184,14 @@ def review(
     *,
     parsed: Script | Unreviewable | None = None,
     function_volatility: FunctionVolatility | None = None,
+    max_bytes: int = MAX_SCRIPT_BYTES,
 ) -> list[CheckResult]:
     """Review one script for one target: findings (ERRORs first, then by position), or one OK result.
 
-    `parsed` is `parse(sql)` when the caller has it already. estimate_rows and function_volatility
+    `parsed` is `parse(sql, max_bytes)` when the caller has it already. estimate_rows and function_volatility
     answer from the target, when there is one; their exceptions propagate to the caller.
     """
-    script = parse(sql) if parsed is None else parsed
+    script = parse(sql, max_bytes) if parsed is None else parsed
     if isinstance(script, Script) and script.text != sql:
         raise ValueError("parsed is not the parse of sql")
     if isinstance(script, Unreviewable):

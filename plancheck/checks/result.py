@@ -44,17 +44,3 @@ class CheckResult:
         data["status"] = str(self.status)
         data["type"] = str(self.type)
         return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CheckResult:
-        position = data.get("position")
-        return cls(
-            status=Status(data["status"]),
-            type=CheckType(data["type"]),
-            target=data["target"],
-            title=data["title"],
-            content=data.get("content", ""),
-            code=data.get("code", 0),
-            position=Position(**position) if position else None,
-            report=data.get("report"),
-        )

@@ -39,6 +39,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 
 from plancheck.checks.estimate import Estimate, read_plan
+from plancheck.checks.limits import DEFAULT_LIMITS, CheckLimits
 from plancheck.checks.target import Target
 from plancheck.core.conninfo import InvalidURL, connection_params
 from plancheck.core.redact import error_line, url_secrets
@@ -230,21 +231,20 @@ class _IdleConnections:
     connect (about 5 ms here, more over a network), as a connection pool would.
 
     Only connections whose session ended cleanly come back, rolled back; they idle at most
-    `IDLE_SECONDS`. A forked child forgets its parent's entries without touching their sockets.
+    `CheckLimits.idle_seconds`, at most `CheckLimits.idle_connections` of them. A forked child
+    forgets its parent's entries without touching their sockets.
     """
 
-    def __init__(self, size: int, max_idle_seconds: float) -> None:
-        self._size = size
-        self._max_idle = max_idle_seconds
+    def __init__(self) -> None:
         self._entries: list[tuple[str, float, psycopg.Connection[Any]]] = []
         self._pid = os.getpid()
         self._lock = threading.Lock()
 
-    def take(self, conninfo: str) -> psycopg.Connection[Any] | None:
+    def take(self, conninfo: str, max_idle_seconds: float) -> psycopg.Connection[Any] | None:
         with self._lock:
             self._forget_if_forked()
             now = time.monotonic()
-            for entry in [entry for entry in self._entries if now - entry[1] > self._max_idle]:
+            for entry in [entry for entry in self._entries if now - entry[1] > max_idle_seconds]:
                 self._entries.remove(entry)
                 entry[2].close()
             for entry in self._entries:
@@ -253,11 +253,11 @@ class _IdleConnections:
                     return entry[2]
         return None
 
-    def give_back(self, conninfo: str, conn: psycopg.Connection[Any]) -> None:
+    def give_back(self, conninfo: str, conn: psycopg.Connection[Any], size: int) -> None:
         with self._lock:
             self._forget_if_forked()
             self._entries.append((conninfo, time.monotonic(), conn))
-            while len(self._entries) > self._size:
+            while len(self._entries) > size:
                 self._entries.pop(0)[2].close()
 
     def _forget_if_forked(self) -> None:
@@ -265,38 +265,30 @@ class _IdleConnections:
             self._entries, self._pid = [], os.getpid()
 
 
-IDLE_CONNECTIONS = 4
-IDLE_SECONDS = 30.0
-_idle = _IdleConnections(IDLE_CONNECTIONS, IDLE_SECONDS)
+_idle = _IdleConnections()
 
 
 @contextmanager
-def open_target_session(
-    target: Target,
-    statement_timeout_ms: int = 5000,
-    lock_timeout_ms: int = 1000,
-    connect_timeout_s: int = 5,
-    idle_timeout_ms: int = 60_000,
-) -> Iterator[TargetSession]:
+def open_target_session(target: Target, limits: CheckLimits = DEFAULT_LIMITS) -> Iterator[TargetSession]:
     """Yield a read-only session on `target`; it is always rolled back, and its connection closed or,
     after a clean session whose state could be reset, kept idle for the next check of the same target."""
     safety = {
         "default_transaction_read_only": "on",
-        "statement_timeout": str(statement_timeout_ms),
-        "lock_timeout": str(lock_timeout_ms),
-        "idle_in_transaction_session_timeout": str(idle_timeout_ms),
+        "statement_timeout": str(limits.statement_timeout_ms),
+        "lock_timeout": str(limits.lock_timeout_ms),
+        "idle_in_transaction_session_timeout": str(limits.idle_in_transaction_ms),
     }
     conninfo = _conninfo(target, safety)
-    conn = _take_alive(conninfo) or _connect(target, conninfo, connect_timeout_s)
-    session = TargetSession(conn, target, statement_timeout_ms)
+    conn = _take_alive(conninfo, limits.idle_seconds) or _connect(target, conninfo, limits.connect_timeout_s)
+    session = TargetSession(conn, target, limits.statement_timeout_ms)
     try:
         session.verify_read_only()
         yield session
     except BaseException:
         conn.close()
         raise
-    if session.clean and _reset(conn, safety):
-        _idle.give_back(conninfo, conn)
+    if session.clean and limits.idle_connections and _reset(conn, safety):
+        _idle.give_back(conninfo, conn, limits.idle_connections)
     else:
         conn.close()
 
@@ -314,9 +306,9 @@ def _conninfo(target: Target, safety: dict[str, str]) -> str:
     return make_conninfo("", **params)
 
 
-def _take_alive(conninfo: str) -> psycopg.Connection[Any] | None:
+def _take_alive(conninfo: str, max_idle_seconds: float) -> psycopg.Connection[Any] | None:
     """An idle connection to the same target that still answers, or None."""
-    conn = _idle.take(conninfo)
+    conn = _idle.take(conninfo, max_idle_seconds)
     if conn is None:
         return None
     try:

@@ -27,13 +27,13 @@ def metrics_serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 in a container)."),
 ) -> None:
     """Serve Prometheus metrics computed from PostgreSQL on each scrape."""
+    from plancheck.api import Plancheck
     from plancheck.core.logs import configure
-    from plancheck.ops.metrics import serve
 
     settings = _settings()
     configure(settings.log_format)
     stderr.print(f"serving plancheck metrics on http://{host}:{port}/metrics", markup=False, highlight=False)
-    serve(settings.database_url, host, port)
+    Plancheck(settings).serve_metrics(host, port)
 
 
 def status(
@@ -41,9 +41,9 @@ def status(
     timeout: float = typer.Option(1.0, "--timeout", min=0.1, help="Seconds each probe may take."),
 ) -> None:
     """Health of database, broker, workers and beat, and the backlog. Exit 0 healthy, 1 otherwise."""
-    from plancheck.ops.status import check_all
+    from plancheck.api import Plancheck
 
-    health = check_all(_settings(), timeout)
+    health = Plancheck(_settings()).status(timeout)
     table = Table(title="plancheck status: " + ("healthy" if health.healthy else "UNHEALTHY"))
     for column in ("check", "status", "detail"):
         table.add_column(column)

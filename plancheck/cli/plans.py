@@ -36,9 +36,9 @@ def plan_create(
     json_output: JsonOption = False,
 ) -> None:
     """Create a plan; its checks start at once. Prints the new plan id."""
-    from plancheck.api import MAX_SQL_BYTES
+    from plancheck.core.settings import load_settings
 
-    data = read_bytes(sql, "SQL file", MAX_SQL_BYTES)
+    data = read_bytes(sql, "SQL file", load_settings().max_sql_bytes)
     plan_id = plans_api().create_plan(project, data, targets=target or (), group=group, title=title)
     emit(json_output, {"plan_id": plan_id}, str(plan_id))
 

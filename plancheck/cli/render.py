@@ -5,28 +5,36 @@ Command parsing lives in the other `plancheck.cli` modules; this one never talks
 
 from __future__ import annotations
 
-import json
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
-from enum import Enum
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from plancheck.api.present import (
+    TargetResults,
+    duration_text,
+    group_results,
+    json_text,
+    level_counts,
+    position_text,
+    summary_text,
+)
+from plancheck.core.states import RunStatus
+
 if TYPE_CHECKING:
     from plancheck.api import Checks
 
-SUMMARY_TYPE = "STATEMENT_SUMMARY_REPORT"
-LEVELS = ("ERROR", "WARNING", "SUCCESS")
 LEVEL_STYLE = {"ERROR": "bold red", "WARNING": "yellow", "SUCCESS": "green"}
-STATUS_STYLE = {"DONE": "green", "FAILED": "bold red", "CANCELED": "magenta", "RUNNING": "cyan", "AVAILABLE": "cyan"}
+STATUS_STYLE = {
+    RunStatus.DONE: "green", RunStatus.FAILED: "bold red", RunStatus.CANCELED: "magenta", RunStatus.RUNNING: "cyan",
+    RunStatus.AVAILABLE: "cyan",
+}
 
 # C0 and C1 control characters, DEL, and the bidirectional-text controls that reorder what a terminal
 # shows: in names, titles, messages or reasons (user or target content) they could clear the screen,
@@ -43,92 +51,15 @@ EXIT_NOT_DONE = 2
 def exit_code(status: str, results: Sequence[Mapping[str, Any]]) -> int:
     """0: DONE without ERROR results; 1: DONE with ERROR results; 2: anything else (FAILED, CANCELED,
     or not finished: still AVAILABLE/RUNNING, or the wait timed out)."""
-    if status != "DONE":
+    if status != RunStatus.DONE:
         return EXIT_NOT_DONE
     return EXIT_ERRORS if any(result.get("status") == "ERROR" for result in results) else EXIT_CLEAN
-
-
-@dataclass(frozen=True)
-class TargetResults:
-    """One target's findings, most severe first, and its summary report (if any)."""
-
-    target: str
-    findings: list[Mapping[str, Any]]
-    summaries: list[Mapping[str, Any]]
-
-    def count(self, level: str) -> int:
-        return sum(1 for finding in self.findings if finding.get("status") == level)
-
-
-def _level_rank(result: Mapping[str, Any]) -> int:
-    status = result.get("status")
-    return LEVELS.index(status) if status in LEVELS else len(LEVELS)
-
-
-def _position_key(result: Mapping[str, Any]) -> tuple[int, int]:
-    position = result.get("position") or {}
-    return (int(position.get("line") or 0), int(position.get("column") or 0))
-
-
-def group_results(results: Iterable[Mapping[str, Any]]) -> list[TargetResults]:
-    """Results grouped by target (targets in name order); within a target ERROR, then WARNING, then
-    SUCCESS, each in statement order. STATEMENT_SUMMARY_REPORT results are kept apart."""
-    by_target: dict[str, list[Mapping[str, Any]]] = {}
-    for result in results:
-        by_target.setdefault(str(result.get("target", "")), []).append(result)
-    groups = []
-    for target in sorted(by_target):
-        items = by_target[target]
-        findings = [r for r in items if r.get("type") != SUMMARY_TYPE]
-        findings.sort(key=lambda r: (_level_rank(r), _position_key(r), str(r.get("title", ""))))
-        summaries = [r for r in items if r.get("type") == SUMMARY_TYPE]
-        groups.append(TargetResults(target, findings, summaries))
-    return groups
-
-
-def level_counts(results: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """How many non-summary results there are at each level."""
-    counts = dict.fromkeys(LEVELS, 0)
-    for result in results:
-        if result.get("type") != SUMMARY_TYPE and result.get("status") in counts:
-            counts[result["status"]] += 1
-    return counts
-
-
-def position_text(result: Mapping[str, Any]) -> str:
-    position = result.get("position")
-    if not position:
-        return ""
-    return f"{position.get('line', '?')}:{position.get('column', 1)}"
-
-
-def summary_text(summary: Mapping[str, Any]) -> str:
-    """The summary report as one line: the check's own description, else built from the report."""
-    if summary.get("content"):
-        return str(summary["content"])
-    report = summary.get("report") or {}
-    types = ", ".join(f"{kind} {count}" for kind, count in (report.get("statement_types") or {}).items())
-    tables = ", ".join(f"{t.get('schema')}.{t.get('table')}" for t in report.get("changed_resources") or [])
-    parts = [types or "no statements", f"~{report.get('affected_rows', 0):,} rows affected"]
-    if tables:
-        parts.append(f"tables: {tables}")
-    return "; ".join(parts)
 
 
 def first_sentence(message: str, minimum: int = 20) -> str:
     """The message up to its first ': ', '. ' or '; ' past `minimum` characters (compact reports)."""
     cuts = [index for sep in (": ", ". ", "; ") if (index := message.find(sep, minimum)) != -1]
     return message[: min(cuts)] + " …" if cuts else message
-
-
-def duration_text(started: Any, finished: Any) -> str:
-    if isinstance(started, str):
-        started = datetime.fromisoformat(started)
-    if isinstance(finished, str):
-        finished = datetime.fromisoformat(finished)
-    if not isinstance(started, datetime) or not isinstance(finished, datetime):
-        return ""
-    return f"{(finished - started).total_seconds():.1f}s"
 
 
 def progress_text(status: str, done: int, total: int | None, elapsed: float) -> str:
@@ -149,21 +80,6 @@ def safe(value: Any, newlines: bool = False) -> str:
 
 
 # -- JSON -----------------------------------------------------------------------------------------
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, (UUID, Enum)):
-        return str(value.value if isinstance(value, Enum) else value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def json_text(data: Any) -> str:
-    """One JSON document; datetimes as ISO 8601."""
-    return json.dumps(data, default=_json_default, indent=2, sort_keys=False)
-
-
 def print_json(console: Console, data: Any) -> None:
     """Exact JSON; on a terminal highlighted, with every non-ASCII character escaped (C1 controls too)."""
     if console.is_terminal:
@@ -250,9 +166,9 @@ def status_line(checks: Checks) -> str:
     counts = level_counts(checks.results)
     total = "?" if checks.targets_total is None else str(checks.targets_total)
     state = checks.status
-    if checks.status == "AVAILABLE":
+    if checks.status == RunStatus.AVAILABLE:
         state += " (waiting for a free worker slot)"
-    elif checks.status == "RUNNING" and not any(attempt.get("outcome") is None for attempt in checks.attempts):
+    elif checks.status == RunStatus.RUNNING and not any(attempt.get("outcome") is None for attempt in checks.attempts):
         state += " (claimed, waiting for a worker)"
     line = (f"plan {checks.plan_id}: [{style}]{state}[/] — {checks.targets_done}/{total} targets checked, "
             f"{counts['ERROR']} error(s), {counts['WARNING']} warning(s)")

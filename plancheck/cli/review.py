@@ -19,8 +19,6 @@ from plancheck.cli.common import fail, read_bytes, read_settings
 if TYPE_CHECKING:
     from plancheck.checks.advise import ReviewConfig
 
-# The largest sheet `plan create` accepts (plancheck.api.MAX_SQL_BYTES, which imports the store).
-MAX_FILE_BYTES = 16 * 1024 * 1024
 EXIT_CLEAN, EXIT_ERRORS = 0, 1
 
 
@@ -53,11 +51,16 @@ def review_files(
     1: ERROR findings; 3: bad input."""
     from plancheck.checks.advise import batch, review  # here, not at the top: other commands start without them
     from plancheck.cli import formats
+    from plancheck.core.settings import load_settings
 
+    limits = load_settings()  # the limits `plan create` and the worker apply
     config = _config(settings)
-    sheets = [(str(path), _sql(path)) for path in files]  # every file is read before any is reviewed
+    sheets = [(str(path), _sql(path, limits.max_sql_bytes)) for path in files]  # all read before any review
     with batch():
-        reviewed = [(path, [result.to_json() for result in review(sql, path, config)]) for path, sql in sheets]
+        reviewed = [
+            (path, [result.to_json() for result in review(sql, path, config, max_bytes=limits.review_max_bytes)])
+            for path, sql in sheets
+        ]
     located = [formats.Located(result, path) for path, results in reviewed for result in results]
     if output_format is OutputFormat.json:
         document: dict[str, Any] = {"files": [{"path": path, "results": results} for path, results in reviewed]}
@@ -69,8 +72,8 @@ def review_files(
     raise typer.Exit(EXIT_ERRORS if formats.counts(located)["ERROR"] else EXIT_CLEAN)
 
 
-def _sql(path: Path) -> str:
-    data = read_bytes(path, "SQL file", MAX_FILE_BYTES)
+def _sql(path: Path, max_bytes: int) -> str:
+    data = read_bytes(path, "SQL file", max_bytes)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:

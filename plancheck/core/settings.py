@@ -20,6 +20,7 @@ REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://")
 BROKER_SCHEMES = (*REDIS_SCHEMES, "amqp://", "amqps://", "pyamqp://")
 MAX_URL_LENGTH = 4096
 DAY = 86_400.0
+MIB = 1024 * 1024
 
 
 class SettingsError(ValueError):
@@ -56,6 +57,18 @@ class Settings(BaseModel):
     chunk_size: int = _env("PLANCHECK_CHUNK_SIZE", 20, ge=1, le=10_000)
     log_format: Literal["text", "json"] = _env("PLANCHECK_LOG_FORMAT", "text")
     queue: str = _env("PLANCHECK_QUEUE", "plancheck", max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    relay_delay: float = _env("PLANCHECK_RELAY_DELAY", 0.25, ge=0, le=60)
+    beat_heartbeat_seconds: float = _env("PLANCHECK_BEAT_HEARTBEAT_SECONDS", 5.0, ge=0.5, le=3600)
+    beat_stale_seconds: float = _env("PLANCHECK_BEAT_STALE_SECONDS", 30.0, ge=1, le=DAY)
+    target_statement_timeout: float = _env("PLANCHECK_TARGET_STATEMENT_TIMEOUT", 5.0, ge=0.1, le=3600)
+    target_lock_timeout: float = _env("PLANCHECK_TARGET_LOCK_TIMEOUT", 1.0, ge=0.01, le=3600)
+    target_connect_timeout: int = _env("PLANCHECK_TARGET_CONNECT_TIMEOUT", 5, ge=1, le=300)
+    target_idle_in_transaction_timeout: float = _env("PLANCHECK_TARGET_IDLE_IN_TRANSACTION_TIMEOUT", 60.0, ge=1,
+                                                     le=DAY)
+    target_idle_connections: int = _env("PLANCHECK_TARGET_IDLE_CONNECTIONS", 4, ge=0, le=100)
+    target_idle_seconds: float = _env("PLANCHECK_TARGET_IDLE_SECONDS", 30.0, ge=0, le=3600)
+    max_sql_bytes: int = _env("PLANCHECK_MAX_SQL_BYTES", 16 * MIB, ge=1024, le=256 * MIB)
+    review_max_bytes: int = _env("PLANCHECK_REVIEW_MAX_BYTES", 2 * MIB, ge=1024, le=64 * MIB)
 
     @field_validator("database_url")
     @classmethod
@@ -73,6 +86,13 @@ class Settings(BaseModel):
         if not url.startswith(BROKER_SCHEMES):
             raise ValueError("must be a Redis or RabbitMQ URL (" + ", ".join(BROKER_SCHEMES) + ")")
         return url
+
+    @model_validator(mode="after")
+    def _review_within_sql(self) -> Settings:
+        if self.review_max_bytes > self.max_sql_bytes:
+            raise ValueError(f"PLANCHECK_REVIEW_MAX_BYTES ({self.review_max_bytes}) must not exceed "
+                             f"PLANCHECK_MAX_SQL_BYTES ({self.max_sql_bytes})")
+        return self
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> Settings:

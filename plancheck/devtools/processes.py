@@ -105,13 +105,11 @@ def start_module(
     earlier runs logged (dev mode's data directory outlives a run). `die_with_parent`: see
     `_die_with_parent`.
     """
-    from plancheck.store.db import REPO_ROOT
-
     log_path = log_dir / f"{name}.log"
     with log_path.open("ab" if append_log else "wb") as log:
         popen = subprocess.Popen(
             [sys.executable, "-m", *args],
-            cwd=REPO_ROOT,
+            cwd=Path(__file__).resolve().parents[2],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -1,4 +1,5 @@
-"""What a started run has to check: its plan's targets, each with its SQL, read from PostgreSQL.
+"""Catalog rows to check targets: what a started run (or chunk) has to check, each target with its SQL,
+read from PostgreSQL, and the limits its checks keep. The worker and the API both derive targets here.
 
 Reads are shaped by the plan: a plan of named targets reads only those databases, and a chunk of a
 fanned-out run reads only the targets stored with it; only a group's CEL expression needs the
@@ -17,15 +18,18 @@ from sqlalchemy import Connection, Row
 from plancheck.checks import ReviewConfig
 from plancheck.checks.groups import DatabaseResource, compile_expression, select_members
 from plancheck.checks.instance import resolve_url
+from plancheck.checks.limits import CheckLimits
 from plancheck.checks.specs import InvalidPlan, derive_targets
 from plancheck.checks.target import Target
+from plancheck.core.settings import Settings
+from plancheck.core.states import RunStatus
 from plancheck.store import catalog
 
 
 class RunAbort(Exception):
     """The run cannot be checked at all; it ends with `status` and this reason."""
 
-    def __init__(self, status: str, reason: str) -> None:
+    def __init__(self, status: RunStatus, reason: str) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
@@ -57,7 +61,7 @@ def load_work(conn: Connection, plan_id: int) -> Work:
     try:
         planned = derive_targets(specs, [resource(row) for row in rows.values()], groups, _sampling(plan))
     except (InvalidPlan, ValueError) as exc:
-        raise RunAbort("FAILED", str(exc)) from None
+        raise RunAbort(RunStatus.FAILED, str(exc)) from None
     sheets = catalog.sheet_contents(conn, [check.sheet for check in planned])
     items = [Item(_target(rows[check.database.name]), check.sheet, sheets[check.sheet]) for check in planned]
     return Work(items, config)
@@ -100,9 +104,9 @@ def resource(row: Row[Any]) -> DatabaseResource:
 def _checkable_plan(conn: Connection, plan_id: int) -> Row[Any]:
     plan = catalog.plan_with_project(conn, plan_id)
     if plan is None:
-        raise RunAbort("FAILED", "plan not found")
+        raise RunAbort(RunStatus.FAILED, "plan not found")
     if plan.archived:
-        raise RunAbort("CANCELED", f"project {plan.project_key!r} is archived")
+        raise RunAbort(RunStatus.CANCELED, f"project {plan.project_key!r} is archived")
     return plan
 
 
@@ -110,7 +114,7 @@ def _review_config(plan: Row[Any]) -> ReviewConfig:
     try:
         return ReviewConfig.from_project_settings(plan.settings)
     except ValueError as exc:
-        raise RunAbort("FAILED", str(exc)) from None
+        raise RunAbort(RunStatus.FAILED, str(exc)) from None
 
 
 def _named_targets(specs: Any) -> list[str]:
@@ -143,3 +147,16 @@ def _target(row: Row[Any]) -> Target:
 def _missing(name: str) -> Target:
     instance_key, _, database = name.partition("/")
     return Target(instance_key, database, "", url="")
+
+
+def check_limits(settings: Settings) -> CheckLimits:
+    """The limits of one check, as the PLANCHECK_TARGET_* and PLANCHECK_REVIEW_MAX_BYTES settings say."""
+    return CheckLimits(
+        review_max_bytes=settings.review_max_bytes,
+        statement_timeout_ms=round(settings.target_statement_timeout * 1000),
+        lock_timeout_ms=round(settings.target_lock_timeout * 1000),
+        connect_timeout_s=settings.target_connect_timeout,
+        idle_in_transaction_ms=round(settings.target_idle_in_transaction_timeout * 1000),
+        idle_connections=settings.target_idle_connections,
+        idle_seconds=settings.target_idle_seconds,
+    )

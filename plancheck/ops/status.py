@@ -20,9 +20,6 @@ from plancheck.core.settings import Settings
 from plancheck.store import beats, db
 from plancheck.store import metrics as queries
 
-# Beat records a heartbeat every 5 s; this much silence means no beat is scheduling claims.
-BEAT_STALE_SECONDS = 30.0
-
 
 @dataclass(frozen=True)
 class Check:
@@ -101,15 +98,16 @@ def check_workers(settings: Settings, timeout: float) -> Check:
     return Check("workers", True, f"{len(names)} answering: {', '.join(names)}", {"workers": names})
 
 
-def check_beat(seen: list[beats.BeatSeen]) -> Check:
+def check_beat(seen: list[beats.BeatSeen], stale_seconds: float) -> Check:
+    """A beat silent for `stale_seconds` (PLANCHECK_BEAT_STALE_SECONDS) schedules no claims."""
     data = {"beats": [{"name": beat.name, "age_seconds": round(beat.age_seconds, 3)} for beat in seen]}
     if not seen:
         return Check("beat", False, "no beat has ever recorded a heartbeat", data)
-    alive = [beat for beat in seen if beat.age_seconds <= BEAT_STALE_SECONDS]
+    alive = [beat for beat in seen if beat.age_seconds <= stale_seconds]
     newest = seen[0].age_seconds
     data["last_seen_age_seconds"] = round(newest, 3)
     if not alive:
-        return Check("beat", False, f"last seen {newest:.0f}s ago (stale after {BEAT_STALE_SECONDS:g}s)", data)
+        return Check("beat", False, f"last seen {newest:.0f}s ago (stale after {stale_seconds:g}s)", data)
     return Check("beat", True, f"{len(alive)} alive, last seen {newest:.1f}s ago", data)
 
 
@@ -137,7 +135,7 @@ def _database_checks(settings: Settings, timeout: float) -> list[Check]:
     except SQLAlchemyError:
         reason = "unknown: database unreachable"
         return [Check("beat", False, reason), Check("backlog", False, reason)]
-    return [check_beat(seen), check_backlog(backlog)]
+    return [check_beat(seen, settings.beat_stale_seconds), check_backlog(backlog)]
 
 
 def check_all(settings: Settings, timeout: float = 1.0) -> Health:

@@ -38,13 +38,14 @@ class Scheduler(beat.Scheduler):
     """celery.beat.Scheduler that runs maintenance in-process and records its liveness; a database
     outage never fails a tick."""
 
-    #: seconds between heartbeats; also the longest beat sleeps, so a heartbeat is never late.
-    heartbeat_every = 5.0
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.beat_name = f"{socket.gethostname()}:{os.getpid()}"
-        self._database_url = load_settings().database_url
+        settings = load_settings()
+        self._database_url = settings.database_url
+        # Seconds between heartbeats (PLANCHECK_BEAT_HEARTBEAT_SECONDS); also the longest beat sleeps, so
+        # a heartbeat is never late.
+        self.heartbeat_every = settings.beat_heartbeat_seconds
         self._next_heartbeat = 0.0
         self._recording = True
 

@@ -19,12 +19,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from plancheck.checks import CheckStopped, ReviewConfig, check_target
+from plancheck.checks import CheckLimits, CheckStopped, ReviewConfig, check_target
 from plancheck.checks.result import CheckResult, CheckType, Status
 from plancheck.core.logs import state_change
 from plancheck.core.redact import redact_urls
 from plancheck.core.settings import Settings
-from plancheck.domain.targets import Item, RunAbort, Work, load_chunk, load_work
+from plancheck.core.states import RunStatus
+from plancheck.domain.targets import Item, RunAbort, Work, check_limits, load_chunk, load_work
 from plancheck.scheduler.lease import Interrupted, Lease
 from plancheck.store import chunks, claims, runs
 from plancheck.store.db import engine_for
@@ -46,7 +47,7 @@ class Outcome:
     """A delivery's fate, the run status it ended in (if it ended the run), and the work it claimed."""
 
     delivery: Delivery
-    run_status: str | None = None
+    run_status: RunStatus | None = None
     claimed: claims.Claims = field(default_factory=claims.Claims)
 
 
@@ -139,14 +140,14 @@ def _execute(execution: Execution, load: Callable[[Connection], Work]) -> Outcom
             return _discard(execution)
         except Exception as exc:
             log.exception("run %s failed", execution.run_id)
-            return _end(execution, "FAILED", _internal_error(exc))
+            return _end(execution, RunStatus.FAILED, _internal_error(exc))
 
 
 def _proceed(execution: Execution, lease: Lease, work: Work) -> Outcome:
     if execution.chunk is not None:
         return _check_all(execution, lease, work)
     if not work.items:
-        return _end(execution, "DONE")
+        return _end(execution, RunStatus.DONE)
     if len(work.items) > execution.settings.chunk_size:
         return _fan_out(execution, work)
     with execution.engine.begin() as conn:
@@ -171,23 +172,24 @@ def _fan_out(execution: Execution, work: Work) -> Outcome:
 
 def _check_all(execution: Execution, lease: Lease, work: Work) -> Outcome:
     outcome = Outcome(Delivery.EXECUTED)
+    limits = check_limits(execution.settings)
     for item in work.items:
         if lease.lost:
             return _discard(execution)
         with lease.interruptible():
-            results = _check(item, work.config, lease)
+            results = _check(item, work.config, limits, lease)
         outcome = _record(execution, [result.to_json() for result in results])
         if outcome.delivery is Delivery.DISCARDED:
             return outcome
     return outcome
 
 
-def _check(item: Item, config: ReviewConfig, lease: Lease) -> list[CheckResult]:
+def _check(item: Item, config: ReviewConfig, limits: CheckLimits, lease: Lease) -> list[CheckResult]:
     name = item.target.name
     if not item.sql:
         return [CheckResult(Status.ERROR, CheckType.STATEMENT_ADVISE, name, "Target not found",
                             f"{name} is no longer a database of this plan's project or group")]
-    return check_target(item.target, item.sql, config, should_stop=lambda: lease.lost, on_session=lease.track)
+    return check_target(item.target, item.sql, config, limits, should_stop=lambda: lease.lost, on_session=lease.track)
 
 
 def _record(execution: Execution, results: list[dict[str, Any]]) -> Outcome:
@@ -198,19 +200,19 @@ def _record(execution: Execution, results: list[dict[str, Any]]) -> Outcome:
         if recorded is None:
             return _discard(execution)
         if recorded.run_done:
-            return _finish(conn, execution, "DONE")
+            return _finish(conn, execution, RunStatus.DONE)
         if recorded.part_done:  # a chunk is done, its run is not: the slot it frees takes new work
             execution.log("chunk finished")
             return Outcome(Delivery.EXECUTED, claimed=_claim(conn, execution.settings))
     return Outcome(Delivery.EXECUTED)
 
 
-def _end(execution: Execution, status: str, reason: str | None = None) -> Outcome:
+def _end(execution: Execution, status: RunStatus, reason: str | None = None) -> Outcome:
     with execution.engine.begin() as conn:
         return _finish(conn, execution, status, reason)
 
 
-def _finish(conn: Connection, execution: Execution, status: str, reason: str | None = None) -> Outcome:
+def _finish(conn: Connection, execution: Execution, status: RunStatus, reason: str | None = None) -> Outcome:
     """End the run (fenced by its token) and, in the same transaction, claim work for the freed slot."""
     extra = {"reason": reason} if reason else {}
     if not runs.finish(conn, execution.run_id, execution.run_token, status, extra):

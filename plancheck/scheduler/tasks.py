@@ -24,9 +24,11 @@ from kombu import Connection
 
 from plancheck.core.logs import state_change
 from plancheck.core.settings import Settings, load_settings
+from plancheck.core.states import RunStatus
+from plancheck.domain import followups
 from plancheck.scheduler import runner
 from plancheck.scheduler.app import app
-from plancheck.store import chunks, claims, followups, runs
+from plancheck.store import chunks, claims, runs
 from plancheck.store.db import engine_for
 
 log = logging.getLogger(__name__)
@@ -41,11 +43,6 @@ def settings() -> Settings:
 
 def _worker(task: Task) -> str:
     return f"{task.request.hostname or 'local'}:{os.getpid()}"
-
-
-# A DONE run's follow-ups wait up to this long, so that one relay task delivers those of every run a
-# process finishes meanwhile instead of one relay per run (beat's relay remains the safety net).
-RELAY_DELAY = 0.25
 
 
 class _Debounce:
@@ -63,7 +60,11 @@ class _Debounce:
         return True
 
 
-_relay_debounce = _Debounce(RELAY_DELAY)
+@cache
+def _relay_debounce() -> _Debounce:
+    """A DONE run's follow-ups wait up to PLANCHECK_RELAY_DELAY, so that one relay task delivers those of
+    every run a process finishes meanwhile instead of one relay per run (beat's relay is the safety net)."""
+    return _Debounce(settings().relay_delay)
 
 
 def claim_now(config: Settings, connection: Connection | None = None) -> int:
@@ -91,8 +92,8 @@ def dispatch(claimed: claims.Claims, queue: str, connection: Connection | None =
 def _follow_through(outcome: runner.Outcome) -> str:
     """Send what the outcome asks for: messages for the work it claimed, the follow-up relay."""
     dispatch(outcome.claimed, settings().queue)
-    if outcome.run_status == "DONE" and _relay_debounce.first():
-        relay.apply_async(countdown=RELAY_DELAY, queue=settings().queue)
+    if outcome.run_status == RunStatus.DONE and _relay_debounce().first():
+        relay.apply_async(countdown=settings().relay_delay, queue=settings().queue)
     return str(outcome.run_status or outcome.delivery)
 
 
@@ -144,7 +145,7 @@ def reap() -> int:
         state_change("reaped", item.id, item.plan_id, attempt=item.attempt, status=item.status)
     for piece in reaped_chunks:
         state_change("chunk reaped", piece.run_id, chunk=piece.chunk, attempt=piece.attempt,
-                     status="FAILED" if piece.abandoned else "AVAILABLE")
+                     status=RunStatus.FAILED if piece.abandoned else RunStatus.AVAILABLE)
     if reaped or reaped_chunks:
         claim_now(config)
     return len(reaped) + len(reaped_chunks)

@@ -14,8 +14,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from starlette.concurrency import run_in_threadpool
 
 from plancheck.api import MAX_PAGE
-from plancheck.cli.render import json_text
-from plancheck.domain.access import Scope
+from plancheck.api.access import Scope
+from plancheck.api.present import json_text
 from plancheck.server.auth import GrantDep, api_of, authorize
 
 MAX_WAIT_SECONDS = 60.0

@@ -25,17 +25,15 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from plancheck.api import MAX_SQL_BYTES, Plancheck
+from plancheck.api import Plancheck
+from plancheck.api.access import Scope as TokenScope
 from plancheck.core.errors import Conflict, Forbidden, InvalidInput, NotFound, PlancheckError, Unauthorized
-from plancheck.domain.access import Scope as TokenScope
 from plancheck.server import api_v1, pages
 from plancheck.server.auth import GrantDep, LoginRequired, Sessions, log_refusal, secret_source
 from plancheck.server.watch import FinishWatcher
 
 log = logging.getLogger(__name__)
 
-# Room for the largest plan (16 MiB of SQL) with JSON escaping; a larger body is refused unread.
-MAX_BODY_BYTES = 2 * MAX_SQL_BYTES
 TOO_LARGE = "the request body is too large"
 HEALTH_TIMEOUT = 1.0
 SHUTDOWN_SECONDS = 3
@@ -51,6 +49,11 @@ ERROR_CODES = {
 }
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
             "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+def max_body_bytes(max_sql_bytes: int) -> int:
+    """Room for the largest plan's SQL with JSON escaping; a larger body is refused unread."""
+    return 2 * max_sql_bytes
 
 
 def create_app(api: Plancheck | None = None) -> FastAPI:
@@ -74,7 +77,7 @@ def create_app(api: Plancheck | None = None) -> FastAPI:
     app.state.sessions = Sessions(secret_source(api))
     app.state.watcher = FinishWatcher(api.progress, LONG_POLL_INTERVAL)
     app.state.server_metrics = _server_metrics(app.state.watcher)
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes(api.settings.max_sql_bytes))
     app.add_middleware(SecurityHeaders, docs_csp=_docs_csp())  # outermost: every answer gets the headers
     _add_error_handlers(app)
     app.include_router(api_v1.router)

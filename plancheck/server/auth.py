@@ -20,9 +20,9 @@ from fastapi import Depends, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from plancheck.api import Plancheck
+from plancheck.api.access import Grant, Scope
 from plancheck.core.errors import Forbidden, PlancheckError, Unauthorized
 from plancheck.core.settings import SettingsError
-from plancheck.domain.access import Grant, Scope
 
 log = logging.getLogger("plancheck.server.auth")
 

@@ -19,9 +19,10 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from plancheck.api import Plancheck, rule_fixes
-from plancheck.cli.render import duration_text, json_text, level_counts, position_text, summary_text
+from plancheck.api.access import Grant, Scope
+from plancheck.api.present import duration_text, json_text, level_counts, position_text, summary_text
 from plancheck.core.errors import InvalidInput, Unauthorized
-from plancheck.domain.access import Grant, Scope
+from plancheck.core.states import FINAL_STATUSES, RunStatus
 from plancheck.server import views
 from plancheck.server.api_v1 import PLAN_ID_MAX, PlanId
 from plancheck.server.auth import (
@@ -158,7 +159,7 @@ def project_page(
     authorize(request, grant, Scope.READ, project=project)
     page = api_of(request).list_plans(project, status or None, PAGE_SIZE, before)
     return render(request, "project.html", grant=grant, csrf=session[1].csrf, project=project, status=status,
-                  page=page, statuses=("AVAILABLE", "RUNNING", "DONE", "FAILED", "CANCELED"))
+                  page=page, statuses=tuple(RunStatus))
 
 
 @router.get("/plans/{plan_id}")
@@ -191,7 +192,7 @@ def _plan_context(api: Plancheck, plan: dict[str, Any], checks: dict[str, Any]) 
         "attempt_columns": views.attempt_columns(attempts),
         "extras": views.extra_fields(checks),
         "rule_help": _rule_help(),
-        "finished": checks.get("status") in ("DONE", "FAILED", "CANCELED"),
+        "finished": checks.get("status") in FINAL_STATUSES,
     }
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from plancheck.cli.render import SUMMARY_TYPE, TargetResults, group_results, level_counts
+from plancheck.api.present import SUMMARY_TYPE, TargetResults, group_results, level_counts
 
 # Beyond this many lines the page shows only the lines with findings and a little context.
 MAX_FULL_SQL_LINES = 3000

@@ -8,20 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, DateTime, Text, func, text
-from sqlalchemy.orm import Mapped, mapped_column
-
-from plancheck.store.models import Base
+from sqlalchemy import Connection, text
 
 # A beat silent for this long is gone for good (a restart records itself under a new name).
 FORGET_AFTER_SECONDS = 24 * 3600
-
-
-class BeatHeartbeat(Base):
-    __tablename__ = "beat_heartbeat"
-    name: Mapped[str] = mapped_column(Text, primary_key=True)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 @dataclass(frozen=True)

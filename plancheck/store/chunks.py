@@ -17,12 +17,13 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, JSONB, UUID
 
+from plancheck.core.states import AttemptOutcome, ChunkStatus, RunStatus
 from plancheck.store.runs import Progress
 
 _LEASE = "now() + make_interval(secs => :lease)"
 
 # The run the chunk belongs to still holds the token that fanned it out.
-_RUN_HOLDS = "r.id = c.run_id AND r.status = 'RUNNING' AND r.token = c.run_token"
+_RUN_HOLDS = f"r.id = c.run_id AND r.status = '{RunStatus.RUNNING}' AND r.token = c.run_token"
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ _START = text(
         UPDATE plan_check_chunk c SET started_at = now(), attempt = c.attempt + 1, worker = :worker,
             lease_expires_at = {_LEASE}
         FROM plan_check_run r
-        WHERE c.id = :id AND c.token = :token AND c.status = 'RUNNING' AND c.started_at IS NULL AND {_RUN_HOLDS}
+        WHERE c.id = :id AND c.token = :token AND c.status = '{ChunkStatus.RUNNING}' AND c.started_at IS NULL
+          AND {_RUN_HOLDS}
         RETURNING c.id, c.run_id, r.plan_id, c.run_token, c.token, c.chunk, c.attempt, r.attempt AS run_attempt,
                   r.generation, c.targets, c.claimed_at, c.started_at
     ), attempt AS (
@@ -69,7 +71,7 @@ _HEARTBEAT = text(
     f"""
     UPDATE plan_check_chunk c SET lease_expires_at = {_LEASE}
     FROM plan_check_run r
-    WHERE c.id = :id AND c.token = :token AND c.status = 'RUNNING' AND {_RUN_HOLDS}
+    WHERE c.id = :id AND c.token = :token AND c.status = '{ChunkStatus.RUNNING}' AND {_RUN_HOLDS}
     RETURNING c.id
     """
 )
@@ -79,7 +81,7 @@ _ADD_RESULTS = text(
     UPDATE plan_check_chunk c SET results = c.results || :results, targets_done = c.targets_done + :targets,
         lease_expires_at = {_LEASE}
     FROM plan_check_run r
-    WHERE c.id = :id AND c.token = :token AND c.status = 'RUNNING' AND {_RUN_HOLDS}
+    WHERE c.id = :id AND c.token = :token AND c.status = '{ChunkStatus.RUNNING}' AND {_RUN_HOLDS}
     RETURNING c.targets_done, jsonb_array_length(c.targets) AS targets_total
     """
 ).bindparams(bindparam("results", type_=JSONB))
@@ -90,18 +92,20 @@ _FINISH = text(
     f"""
     WITH finished AS (
         DELETE FROM plan_check_chunk c USING plan_check_run r
-        WHERE c.id = :id AND c.token = :token AND c.status = 'RUNNING' AND {_RUN_HOLDS}
+        WHERE c.id = :id AND c.token = :token AND c.status = '{ChunkStatus.RUNNING}' AND {_RUN_HOLDS}
         RETURNING c.run_id, c.run_token, c.results, c.targets_done
     ), merged AS (
         UPDATE plan_check_run r SET
             result = jsonb_set(r.result, '{{results}}', coalesce(r.result -> 'results', '[]'::jsonb) || f.results),
             targets_done = r.targets_done + f.targets_done, updated_at = now()
         FROM finished f
-        WHERE r.id = f.run_id AND r.token = f.run_token AND r.status = 'RUNNING'
+        WHERE r.id = f.run_id AND r.token = f.run_token AND r.status = '{RunStatus.RUNNING}'
         RETURNING r.targets_done, r.targets_total
     ), closed AS (
         UPDATE plan_check_attempt
-        SET outcome = CASE WHEN EXISTS (SELECT FROM merged) THEN 'DONE' ELSE 'SUPERSEDED' END, finished_at = now()
+        SET outcome = CASE WHEN EXISTS (SELECT FROM merged) THEN '{AttemptOutcome.DONE}'
+                           ELSE '{AttemptOutcome.SUPERSEDED}' END,
+            finished_at = now()
         WHERE token = :token AND outcome IS NULL
     )
     SELECT targets_done, targets_total FROM merged
@@ -109,41 +113,45 @@ _FINISH = text(
 )
 
 _EXPIRED = text(
-    """
+    f"""
     SELECT c.id, c.run_id, c.run_token, c.chunk, c.token, c.attempt, c.started_at IS NOT NULL AS started
     FROM plan_check_chunk c
-    WHERE c.status = 'RUNNING' AND c.lease_expires_at < now()
+    WHERE c.status = '{ChunkStatus.RUNNING}' AND c.lease_expires_at < now()
     ORDER BY c.lease_expires_at LIMIT :batch
     FOR UPDATE SKIP LOCKED
     """
 )
 
 _RELEASE = text(
-    """
-    UPDATE plan_check_chunk SET status = 'AVAILABLE', token = gen_random_uuid(), worker = NULL, claimed_at = NULL,
-        started_at = NULL, lease_expires_at = NULL, results = '[]'::jsonb, targets_done = 0
+    f"""
+    UPDATE plan_check_chunk SET status = '{ChunkStatus.AVAILABLE}', token = gen_random_uuid(), worker = NULL,
+        claimed_at = NULL, started_at = NULL, lease_expires_at = NULL, results = '[]'::jsonb, targets_done = 0
     WHERE id = ANY(:ids)
     """
 ).bindparams(bindparam("ids", type_=ARRAY(BIGINT)))
 
 _CLOSE_LOST = text(
-    "UPDATE plan_check_attempt SET outcome = 'LOST', finished_at = now() WHERE token = ANY(:tokens) AND outcome IS NULL"
+    f"""
+    UPDATE plan_check_attempt SET outcome = '{AttemptOutcome.LOST}', finished_at = now()
+    WHERE token = ANY(:tokens) AND outcome IS NULL
+    """
 ).bindparams(bindparam("tokens", type_=ARRAY(UUID)))
 
 # A chunk whose attempts are spent fails its whole run (fenced by the token that fanned it out):
 # the run's result would be incomplete.
 _ABANDON = text(
-    """
+    f"""
     WITH failed AS (
-        UPDATE plan_check_run SET status = 'FAILED', finished_at = now(), lease_expires_at = NULL, updated_at = now(),
+        UPDATE plan_check_run SET
+            status = '{RunStatus.FAILED}', finished_at = now(), lease_expires_at = NULL, updated_at = now(),
             result = jsonb_build_object('results', coalesce(result -> 'results', '[]'::jsonb),
                                         'reason', format('chunk %s abandoned after %s attempts', :chunk, :attempt))
-        WHERE id = :run_id AND token = :run_token AND status = 'RUNNING'
+        WHERE id = :run_id AND token = :run_token AND status = '{RunStatus.RUNNING}'
         RETURNING id
     ), dropped AS (
         DELETE FROM plan_check_chunk WHERE run_id IN (SELECT id FROM failed)
     )
-    UPDATE plan_check_attempt SET outcome = 'FAILED', finished_at = now()
+    UPDATE plan_check_attempt SET outcome = '{AttemptOutcome.FAILED}', finished_at = now()
     WHERE run_id IN (SELECT id FROM failed) AND outcome IS NULL
     """
 )

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
+from plancheck.core.states import ChunkStatus, RunStatus
+
 # Any constant: it names the claim lock among the advisory locks of the metadata database.
 _CLAIM_LOCK_KEY = 0x706C616E63686B  # "plancheck" in spirit
 
@@ -24,10 +26,10 @@ _LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 _LEASE = "now() + make_interval(secs => :lease)"
 
-_FREE_SLOTS = """greatest(least(:batch,
+_FREE_SLOTS = f"""greatest(least(:batch,
         (SELECT coalesce(sum(slots), 0) FROM worker_slots WHERE last_seen > now() - make_interval(secs => :stale))
-        - (SELECT count(*) FROM plan_check_run WHERE status = 'RUNNING' AND NOT fanned_out)
-        - (SELECT count(*) FROM plan_check_chunk WHERE status = 'RUNNING')), 0)"""
+        - (SELECT count(*) FROM plan_check_run WHERE status = '{RunStatus.RUNNING}' AND NOT fanned_out)
+        - (SELECT count(*) FROM plan_check_chunk WHERE status = '{ChunkStatus.RUNNING}')), 0)"""
 
 # `id = ANY(ARRAY(...))` keeps the claimable rows' subquery a one-off InitPlan: with `id IN (...)` and
 # 100,000 AVAILABLE rows the planner chose a join and a batch-1 claim took 20 ms instead of 1 ms
@@ -35,12 +37,12 @@ _FREE_SLOTS = """greatest(least(:batch,
 _CLAIM_CHUNKS = text(
     f"""
     UPDATE plan_check_chunk SET
-        status = 'RUNNING', token = gen_random_uuid(), worker = NULL, claimed_at = now(), started_at = NULL,
-        lease_expires_at = {_LEASE}
+        status = '{ChunkStatus.RUNNING}', token = gen_random_uuid(), worker = NULL, claimed_at = now(),
+        started_at = NULL, lease_expires_at = {_LEASE}
     WHERE id = ANY(ARRAY(
         SELECT c.id FROM plan_check_chunk c
-        WHERE c.status = 'AVAILABLE'
-          AND EXISTS (SELECT FROM plan_check_run r WHERE r.id = c.run_id AND r.status = 'RUNNING'
+        WHERE c.status = '{ChunkStatus.AVAILABLE}'
+          AND EXISTS (SELECT FROM plan_check_run r WHERE r.id = c.run_id AND r.status = '{RunStatus.RUNNING}'
                       AND r.token = c.run_token)
         ORDER BY c.id LIMIT {_FREE_SLOTS}
         FOR UPDATE OF c SKIP LOCKED
@@ -52,10 +54,10 @@ _CLAIM_CHUNKS = text(
 _CLAIM_RUNS = text(
     f"""
     UPDATE plan_check_run SET
-        status = 'RUNNING', token = gen_random_uuid(), worker = NULL, fanned_out = false,
+        status = '{RunStatus.RUNNING}', token = gen_random_uuid(), worker = NULL, fanned_out = false,
         claimed_at = now(), started_at = NULL, lease_expires_at = {_LEASE}, updated_at = now()
     WHERE id = ANY(ARRAY(
-        SELECT id FROM plan_check_run WHERE status = 'AVAILABLE'
+        SELECT id FROM plan_check_run WHERE status = '{RunStatus.AVAILABLE}'
         ORDER BY id LIMIT {_FREE_SLOTS}
         FOR UPDATE SKIP LOCKED
     ))

@@ -14,8 +14,8 @@ from functools import cache
 
 from sqlalchemy import Connection, Engine, text
 
+from plancheck.core.states import FINISHING_OUTCOMES, AttemptOutcome, RunStatus, sql_list
 from plancheck.store.db import create_metadata_engine
-from plancheck.store.models import RUN_STATUSES
 
 # Upper bounds (seconds) of the latency histograms: milliseconds for claim-to-start (the dispatch
 # path), up to an hour for a large plan's checks.
@@ -23,9 +23,7 @@ HISTOGRAM_BOUNDS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0,
 )
 
-# Outcomes of a run's own attempt that ended the run; LOST (reaped) and SUPERSEDED (re-run) did not.
 # A chunk's attempts (chunk IS NOT NULL) count as executions (claim to start, LOST), never as runs.
-FINISHING_OUTCOMES = ("DONE", "FAILED", "CANCELED")
 
 
 @dataclass(frozen=True)
@@ -76,9 +74,9 @@ _RUNS_BY_STATUS = text("SELECT status, count(*) AS n FROM plan_check_run GROUP B
 
 # updated_at of an AVAILABLE row is when it became AVAILABLE (created, re-run or reaped).
 _BACKLOG = text(
-    """
+    f"""
     SELECT count(*) AS available, extract(epoch FROM now() - min(updated_at))::float8 AS oldest
-    FROM plan_check_run WHERE status = 'AVAILABLE'
+    FROM plan_check_run WHERE status = '{RunStatus.AVAILABLE}'
     """
 )
 
@@ -93,7 +91,7 @@ def _bucket_columns(column: str, prefix: str) -> str:
     )
 
 
-_FINISHING = ", ".join(f"'{outcome}'" for outcome in FINISHING_OUTCOMES)
+_FINISHING = sql_list(FINISHING_OUTCOMES)
 
 # One scan of plan_check_attempt. date_part returns float8 (extract's numeric is several times
 # slower), and OFFSET 0 keeps the subquery from being inlined, which would compute each duration
@@ -102,8 +100,8 @@ _ATTEMPT_TOTALS = text(
     f"""
     SELECT
         count(*) FILTER (WHERE outcome IN ({_FINISHING}) AND chunk IS NULL) AS finished,
-        count(*) FILTER (WHERE outcome = 'FAILED' AND chunk IS NULL) AS failed,
-        count(*) FILTER (WHERE outcome = 'LOST') AS reaped,
+        count(*) FILTER (WHERE outcome = '{AttemptOutcome.FAILED}' AND chunk IS NULL) AS failed,
+        count(*) FILTER (WHERE outcome = '{AttemptOutcome.LOST}') AS reaped,
         count(claim_to_start) AS c2s_count, coalesce(sum(claim_to_start), 0) AS c2s_sum,
         {_bucket_columns("claim_to_start", "c2s")},
         count(start_to_finish) AS s2f_count, coalesce(sum(start_to_finish), 0) AS s2f_sum,
@@ -122,7 +120,7 @@ _ATTEMPT_TOTALS = text(
 
 def runs_by_status(conn: Connection) -> dict[str, int]:
     """Runs per status, every status present (zero when none)."""
-    counts = {status: 0 for status in RUN_STATUSES}
+    counts = {str(status): 0 for status in RunStatus}
     counts.update({row.status: int(row.n) for row in conn.execute(_RUNS_BY_STATUS)})
     return counts
 

@@ -26,8 +26,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-RUN_STATUSES = ("AVAILABLE", "RUNNING", "DONE", "FAILED", "CANCELED")
-TERMINAL_STATUSES = ("DONE", "FAILED", "CANCELED")
+from plancheck.core.states import (
+    ApprovalStatus,
+    AttemptOutcome,
+    ChunkStatus,
+    FollowUpKind,
+    IssueStatus,
+    Risk,
+    RunStatus,
+    sql_list,
+)
 
 
 class Base(DeclarativeBase):
@@ -123,13 +131,15 @@ class PlanCheckRun(Base):
     updated_at: Mapped[datetime] = _created()
     __table_args__ = (
         CheckConstraint(
-            "status IN ('AVAILABLE', 'RUNNING', 'DONE', 'FAILED', 'CANCELED')",
+            f"status IN ({sql_list(RunStatus)})",
             name="plan_check_run_status_check",
         ),
-        Index("plan_check_run_claimable_idx", "id", postgresql_where=text("status = 'AVAILABLE'")),
-        Index("plan_check_run_lease_idx", "lease_expires_at", postgresql_where=text("status = 'RUNNING'")),
+        Index("plan_check_run_claimable_idx", "id", postgresql_where=text(f"status = '{RunStatus.AVAILABLE}'")),
+        Index("plan_check_run_lease_idx", "lease_expires_at", postgresql_where=text(f"status = '{RunStatus.RUNNING}'")),
         Index(
-            "plan_check_run_occupying_idx", "id", postgresql_where=text("status = 'RUNNING' AND NOT fanned_out")
+            "plan_check_run_occupying_idx",
+            "id",
+            postgresql_where=text(f"status = '{RunStatus.RUNNING}' AND NOT fanned_out"),
         ),
     )
 
@@ -151,7 +161,7 @@ class PlanCheckAttempt(Base):
     chunk: Mapped[int | None] = mapped_column(Integer)  # None: the run's own execution
     __table_args__ = (
         CheckConstraint(
-            "outcome IN ('DONE', 'FAILED', 'CANCELED', 'LOST', 'SUPERSEDED')",
+            f"outcome IN ({sql_list(AttemptOutcome)})",
             name="plan_check_attempt_outcome_check",
         ),
     )
@@ -182,9 +192,11 @@ class PlanCheckChunk(Base):
     created_at: Mapped[datetime] = _created()
     __table_args__ = (
         UniqueConstraint("run_token", "chunk", name="plan_check_chunk_run_token_chunk_key"),
-        CheckConstraint("status IN ('AVAILABLE', 'RUNNING')", name="plan_check_chunk_status_check"),
-        Index("plan_check_chunk_claimable_idx", "id", postgresql_where=text("status = 'AVAILABLE'")),
-        Index("plan_check_chunk_lease_idx", "lease_expires_at", postgresql_where=text("status = 'RUNNING'")),
+        CheckConstraint(f"status IN ({sql_list(ChunkStatus)})", name="plan_check_chunk_status_check"),
+        Index("plan_check_chunk_claimable_idx", "id", postgresql_where=text(f"status = '{ChunkStatus.AVAILABLE}'")),
+        Index(
+            "plan_check_chunk_lease_idx", "lease_expires_at", postgresql_where=text(f"status = '{ChunkStatus.RUNNING}'")
+        ),
     )
 
 
@@ -212,20 +224,29 @@ class Deployment(Base):
     )
 
 
+class BeatHeartbeat(Base):
+    """A `celery beat` process and when it last ticked: beat keeps no state, so its liveness is kept here."""
+
+    __tablename__ = "beat_heartbeat"
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    started_at: Mapped[datetime] = _created()
+    last_seen: Mapped[datetime] = _created()
+
+
 class Issue(Base):
     __tablename__ = "issue"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("plan.id", ondelete="CASCADE"), unique=True)
-    status: Mapped[str] = mapped_column(Text, server_default=text("'OPEN'"))
-    approval_status: Mapped[str] = mapped_column(Text, server_default=text("'PENDING'"))
+    status: Mapped[str] = mapped_column(Text, server_default=text(f"'{IssueStatus.OPEN}'"))
+    approval_status: Mapped[str] = mapped_column(Text, server_default=text(f"'{ApprovalStatus.PENDING}'"))
     risk: Mapped[str | None] = mapped_column(Text)
     approvers: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
     approval_generation: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created()
     __table_args__ = (
-        CheckConstraint("status IN ('OPEN', 'DONE', 'CANCELED')", name="issue_status_check"),
-        CheckConstraint("approval_status IN ('PENDING', 'APPROVED', 'REJECTED')", name="issue_approval_check"),
-        CheckConstraint("risk IN ('LOW', 'MEDIUM', 'HIGH')", name="issue_risk_check"),
+        CheckConstraint(f"status IN ({sql_list(IssueStatus)})", name="issue_status_check"),
+        CheckConstraint(f"approval_status IN ({sql_list(ApprovalStatus)})", name="issue_approval_check"),
+        CheckConstraint(f"risk IN ({sql_list(Risk)})", name="issue_risk_check"),
     )
 
 
@@ -262,7 +283,7 @@ class Outbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime] = _created()
     __table_args__ = (
-        CheckConstraint("kind IN ('approval.find', 'rollout.create')", name="outbox_kind_check"),
+        CheckConstraint(f"kind IN ({sql_list(FollowUpKind)})", name="outbox_kind_check"),
         Index("outbox_pending_idx", "next_attempt_at", "id", postgresql_where=text("delivered_at IS NULL")),
     )
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, JSONB, TEXT
 
-FOLLOW_UP_KINDS = ("approval.find", "rollout.create")
+from plancheck.core.states import FINAL_STATUSES, UNFINISHED_STATUSES, AttemptOutcome, FollowUpKind, RunStatus, sql_list
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,11 @@ class AttemptView:
 _LEASE = "now() + make_interval(secs => :lease)"
 
 _CREATE = text(
-    """
+    f"""
     INSERT INTO plan_check_run (plan_id, plan_version, status)
-    VALUES (:plan_id, :plan_version, 'AVAILABLE')
+    VALUES (:plan_id, :plan_version, '{RunStatus.AVAILABLE}')
     ON CONFLICT (plan_id) DO UPDATE SET
-        status = 'AVAILABLE', token = gen_random_uuid(), result = '{}'::jsonb, attempt = 0,
+        status = '{RunStatus.AVAILABLE}', token = gen_random_uuid(), result = '{{}}'::jsonb, attempt = 0,
         generation = plan_check_run.generation + 1, plan_version = EXCLUDED.plan_version,
         worker = NULL, lease_expires_at = NULL, claimed_at = NULL, started_at = NULL, fanned_out = false,
         finished_at = NULL, targets_total = NULL, targets_done = 0, updated_at = now()
@@ -118,7 +118,7 @@ _START = text(
         UPDATE plan_check_run SET
             started_at = now(), attempt = attempt + 1, worker = :worker, lease_expires_at = {_LEASE},
             updated_at = now()
-        WHERE id = :id AND token = :token AND status = 'RUNNING' AND started_at IS NULL
+        WHERE id = :id AND token = :token AND status = '{RunStatus.RUNNING}' AND started_at IS NULL
         RETURNING id, plan_id, token, attempt, generation, plan_version, claimed_at, started_at
     ), attempt AS (
         INSERT INTO plan_check_attempt (run_id, generation, attempt, token, worker, claimed_at, started_at)
@@ -131,7 +131,7 @@ _START = text(
 _HEARTBEAT = text(
     f"""
     UPDATE plan_check_run SET lease_expires_at = {_LEASE}
-    WHERE id = :id AND token = :token AND status = 'RUNNING' AND NOT fanned_out
+    WHERE id = :id AND token = :token AND status = '{RunStatus.RUNNING}' AND NOT fanned_out
     RETURNING id
     """
 )
@@ -139,7 +139,7 @@ _HEARTBEAT = text(
 _SET_TOTAL = text(
     f"""
     UPDATE plan_check_run SET targets_total = :total, lease_expires_at = {_LEASE}, updated_at = now()
-    WHERE id = :id AND token = :token AND status = 'RUNNING'
+    WHERE id = :id AND token = :token AND status = '{RunStatus.RUNNING}'
     RETURNING id
     """
 )
@@ -147,11 +147,11 @@ _SET_TOTAL = text(
 # Fanning out hands the run's liveness to its chunks: the run gives up its lease (no reaper looks at
 # it while its chunks wait or run) and its slot, and every chunk becomes claimable work of its own.
 _FAN_OUT = text(
-    """
+    f"""
     WITH run AS (
         UPDATE plan_check_run SET fanned_out = true, lease_expires_at = NULL, targets_total = :total,
             updated_at = now()
-        WHERE id = :id AND token = :token AND status = 'RUNNING' AND NOT fanned_out
+        WHERE id = :id AND token = :token AND status = '{RunStatus.RUNNING}' AND NOT fanned_out
         RETURNING id, token
     )
     INSERT INTO plan_check_chunk (run_id, run_token, chunk, targets)
@@ -166,7 +166,7 @@ _ADD_RESULTS = text(
     UPDATE plan_check_run SET
         result = jsonb_set(result, '{{results}}', coalesce(result -> 'results', '[]'::jsonb) || :results),
         targets_done = targets_done + :targets, lease_expires_at = {_LEASE}, updated_at = now()
-    WHERE id = :id AND token = :token AND status = 'RUNNING' AND NOT fanned_out
+    WHERE id = :id AND token = :token AND status = '{RunStatus.RUNNING}' AND NOT fanned_out
     RETURNING targets_done, targets_total
     """
 ).bindparams(bindparam("results", type_=JSONB))
@@ -175,16 +175,17 @@ _ADD_RESULTS = text(
 # statement: they happen together or not at all, in one round trip. When the token lost, the
 # attempt is closed as SUPERSEDED and nothing else changes.
 _FINISH = text(
-    """
+    f"""
     WITH finished AS (
         UPDATE plan_check_run SET
             status = :status, result = result || :extra, finished_at = now(), lease_expires_at = NULL,
             updated_at = now()
-        WHERE id = :id AND token = :token AND status = 'RUNNING'
+        WHERE id = :id AND token = :token AND status = '{RunStatus.RUNNING}'
         RETURNING id, plan_id, generation, plan_version
     ), closed AS (
         UPDATE plan_check_attempt
-        SET outcome = CASE WHEN EXISTS (SELECT FROM finished) THEN :status ELSE 'SUPERSEDED' END, finished_at = now()
+        SET outcome = CASE WHEN EXISTS (SELECT FROM finished) THEN :status ELSE '{AttemptOutcome.SUPERSEDED}' END,
+            finished_at = now()
         WHERE token = :token AND outcome IS NULL
     ), dropped AS (
         DELETE FROM plan_check_chunk WHERE run_token = :token
@@ -193,7 +194,7 @@ _FINISH = text(
         SELECT kind, f.plan_id, format('%s:run:%s:%s', kind, f.id, f.generation),
                jsonb_build_object('run_id', f.id, 'generation', f.generation, 'plan_version', f.plan_version)
         FROM finished f CROSS JOIN unnest(CAST(:kinds AS text[])) AS kind
-        WHERE :status = 'DONE'
+        WHERE :status = '{RunStatus.DONE}'
         ON CONFLICT (dedupe_key) DO NOTHING
     )
     SELECT plan_id FROM finished
@@ -201,11 +202,11 @@ _FINISH = text(
 ).bindparams(bindparam("extra", type_=JSONB), bindparam("kinds", type_=ARRAY(TEXT)))
 
 _CANCEL = text(
-    """
+    f"""
     UPDATE plan_check_run SET
-        status = 'CANCELED', result = result || '{"reason": "canceled"}'::jsonb, finished_at = now(),
+        status = '{RunStatus.CANCELED}', result = result || '{{"reason": "canceled"}}'::jsonb, finished_at = now(),
         lease_expires_at = NULL, updated_at = now()
-    WHERE plan_id = ANY(:plan_ids) AND status IN ('AVAILABLE', 'RUNNING')
+    WHERE plan_id = ANY(:plan_ids) AND status IN ({sql_list(UNFINISHED_STATUSES)})
     RETURNING id, plan_id
     """
 ).bindparams(bindparam("plan_ids", type_=ARRAY(BIGINT)))
@@ -214,18 +215,19 @@ _CANCEL = text(
 # worker goes back to AVAILABLE as often as it takes. A fanned-out run has no lease (its chunks
 # have theirs), so it is never reaped here.
 _REAP = text(
-    """
+    f"""
     UPDATE plan_check_run r SET
-        status = CASE WHEN r.started_at IS NOT NULL AND r.attempt >= :max_attempts THEN 'FAILED' ELSE 'AVAILABLE' END,
+        status = CASE WHEN r.started_at IS NOT NULL AND r.attempt >= :max_attempts THEN '{RunStatus.FAILED}'
+                      ELSE '{RunStatus.AVAILABLE}' END,
         result = CASE WHEN r.started_at IS NOT NULL AND r.attempt >= :max_attempts
             THEN jsonb_build_object('results', '[]'::jsonb,
                                     'reason', format('abandoned after %s attempts', r.attempt))
-            ELSE '{}'::jsonb END,
+            ELSE '{{}}'::jsonb END,
         finished_at = CASE WHEN r.started_at IS NOT NULL AND r.attempt >= :max_attempts THEN now() END,
         token = gen_random_uuid(), worker = NULL, started_at = NULL, lease_expires_at = NULL,
         targets_total = NULL, targets_done = 0, updated_at = now()
     WHERE r.id IN (
-        SELECT id FROM plan_check_run WHERE status = 'RUNNING' AND lease_expires_at < now()
+        SELECT id FROM plan_check_run WHERE status = '{RunStatus.RUNNING}' AND lease_expires_at < now()
         ORDER BY lease_expires_at LIMIT :batch FOR UPDATE SKIP LOCKED
     )
     RETURNING r.id, r.plan_id, r.status, r.attempt
@@ -264,7 +266,7 @@ def create(conn: Connection, plan_id: int, plan_version: int) -> int:
     """
     run_id, generation = conn.execute(_CREATE, {"plan_id": plan_id, "plan_version": plan_version}).one()
     if generation > 1:
-        conn.execute(_CLOSE_OPEN_ATTEMPTS, {"run_ids": [run_id], "outcome": "SUPERSEDED"})
+        conn.execute(_CLOSE_OPEN_ATTEMPTS, {"run_ids": [run_id], "outcome": AttemptOutcome.SUPERSEDED})
     return int(run_id)
 
 
@@ -320,9 +322,9 @@ def finish(
     On DONE the follow-ups are written to the outbox by the same statement, so they exist if and
     only if the DONE does.
     """
-    if status not in ("DONE", "FAILED", "CANCELED"):
+    if status not in FINAL_STATUSES:
         raise ValueError(f"not a terminal status: {status}")
-    params = {"id": run_id, "token": str(token), "status": status, "extra": extra or {}, "kinds": list(FOLLOW_UP_KINDS)}
+    params = {"id": run_id, "token": str(token), "status": status, "extra": extra or {}, "kinds": list(FollowUpKind)}
     return conn.execute(_FINISH, params).one_or_none() is not None
 
 
@@ -330,7 +332,7 @@ def cancel(conn: Connection, plan_ids: Sequence[int]) -> list[Cancelled]:
     """Cancel the AVAILABLE or RUNNING runs of these plans; finished runs are never touched."""
     rows = conn.execute(_CANCEL, {"plan_ids": list(plan_ids)}).all()
     if rows:
-        conn.execute(_CLOSE_OPEN_ATTEMPTS, {"run_ids": [row.id for row in rows], "outcome": "CANCELED"})
+        conn.execute(_CLOSE_OPEN_ATTEMPTS, {"run_ids": [row.id for row in rows], "outcome": AttemptOutcome.CANCELED})
     return [Cancelled(row.id, row.plan_id) for row in rows]
 
 
@@ -338,7 +340,7 @@ def reap(conn: Connection, max_attempts: int, batch: int) -> list[Reaped]:
     """Return expired RUNNING runs to AVAILABLE, or end them FAILED once their attempts are spent."""
     rows = conn.execute(_REAP, {"max_attempts": max_attempts, "batch": batch}).all()
     if rows:
-        conn.execute(_CLOSE_OPEN_ATTEMPTS, {"run_ids": [row.id for row in rows], "outcome": "LOST"})
+        conn.execute(_CLOSE_OPEN_ATTEMPTS, {"run_ids": [row.id for row in rows], "outcome": AttemptOutcome.LOST})
     return [Reaped(row.id, row.plan_id, row.status, row.attempt) for row in rows]
 
 

@@ -18,7 +18,8 @@ import psutil
 import pytest
 from sqlalchemy import text
 
-from plancheck.store import catalog, followups, runs
+from plancheck.domain import followups
+from plancheck.store import catalog, runs
 from tests.chaos.conftest import MAX_ATTEMPTS, PROJECT, Chaos
 from tests.chaos.duplicating_app import publishing_twice
 from tests.chaos.harness import (
@@ -275,7 +276,7 @@ def test_three_beats_claim_a_backlog_of_1000(chaos: Chaos) -> None:
             plan_ids.append(plan_id)
         with_issue = plan_ids[::10]
         for plan_id in with_issue:
-            followups.approve_issue(conn, followups.create_issue(conn, plan_id))
+            followups.approve_issue(conn, followups.create_issue(conn, plan_id).id)
     started = time.monotonic()
     chaos.cluster.worker("w1")
     chaos.cluster.worker("w2")

@@ -7,9 +7,12 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import text
 
-from plancheck.api import MAX_SQL_BYTES, Plancheck
+from plancheck.api import Plancheck
 from plancheck.core.errors import Conflict, InvalidInput, NotFound, PlancheckError
+from plancheck.core.settings import Settings
 from tests.integration.helpers import TargetDatabase, make_target, register_target
+
+MAX_SQL_BYTES = Settings().max_sql_bytes
 
 TABLES = ("project", "instance", "database", "database_group", "sheet", "plan", "plan_check_run", "outbox")
 

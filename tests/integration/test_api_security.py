@@ -18,12 +18,16 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from plancheck.api import MAX_SQL_BYTES, Plancheck
-from plancheck.server.app import MAX_BODY_BYTES
+from plancheck.api import Plancheck
+from plancheck.core.settings import Settings
+from plancheck.server.app import max_body_bytes
 from tests.integration.conftest import ApiServer
 from tests.integration.helpers import TargetDatabase, make_target, register_target
 from tests.integration.test_api_server import submit, wait_finished
 from tests.processes import Cluster
+
+MAX_SQL_BYTES = Settings().max_sql_bytes
+MAX_BODY_BYTES = max_body_bytes(MAX_SQL_BYTES)
 
 TABLES = ("project", "database", "sheet", "plan", "plan_check_run", "outbox", "api_token")
 SQL = "SELECT id FROM items WHERE id = 1;\n"

@@ -15,8 +15,8 @@ from sqlalchemy.pool import NullPool
 
 from plancheck.api import Plancheck
 from plancheck.cli.render import json_text
+from plancheck.core.states import FINAL_STATUSES as TERMINAL_STATUSES
 from plancheck.devtools.embedded import free_port
-from plancheck.store.models import TERMINAL_STATUSES
 from tests.integration.conftest import ApiServer, start_api_server
 from tests.integration.helpers import TargetDatabase, make_target, register_target
 from tests.processes import Cluster

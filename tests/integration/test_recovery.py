@@ -15,7 +15,8 @@ from sqlalchemy import text
 
 from plancheck.api import Plancheck
 from plancheck.core.settings import load_settings
-from plancheck.store import catalog, followups, runs
+from plancheck.domain import followups
+from plancheck.store import catalog, issues, runs
 from tests.integration.helpers import TargetDatabase, claim_directly, hold_lock, make_target, register_target
 from tests.processes import Cluster, Process, plancheck_env, wait_for
 from tests.processes import cluster as make_cluster
@@ -298,7 +299,7 @@ def test_find_approval_stores_risk_and_approvers(
     with api.engine.begin() as conn:
         followups.find_approval(conn, plan_id)
     with api.engine.connect() as conn:
-        found = followups.get_issue(conn, issue.id)
+        found = issues.get_issue(conn, issue.id)
     assert (found.risk, found.approvers, found.approval_status, found.approval_generation) == (
         risk, approvers, approval, 1
     )
@@ -354,7 +355,7 @@ def test_relay_delivers_a_follow_up_left_pending(api: Plancheck, target: TargetD
              message="follow-ups delivered")
     delivered = _follow_up_state(api, plan_id)
     with api.engine.connect() as conn:
-        issue_view = followups.get_issue(conn, issue.id)
+        issue_view = issues.get_issue(conn, issue.id)
     assert issue_view.risk == "LOW" and issue_view.approval_status == "APPROVED"
     assert issue_view.approval_generation == 1
     rollout = api.rollout(plan_id)

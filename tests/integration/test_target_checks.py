@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from plancheck.checks import CheckStopped, ReviewConfig, Target, TargetError, check_target, estimate
+from plancheck.checks.limits import CheckLimits
 from plancheck.checks.result import CheckResult, CheckType, Status
 from plancheck.checks.session import TargetSession, libpq_url, open_target_session
 from plancheck.checks.summary import summarize
@@ -111,13 +112,13 @@ def test_session_never_runs_anything_but_explain(shop: str) -> None:
 
 def test_statement_timeout_and_cancel_become_target_errors(shop: str, hold_lock: Callable[[str], None]) -> None:
     hold_lock("orders")
-    with open_target_session(_target(shop), statement_timeout_ms=300, lock_timeout_ms=0) as session:
+    with open_target_session(_target(shop), CheckLimits(statement_timeout_ms=300, lock_timeout_ms=0)) as session:
         started = time.monotonic()
         with pytest.raises(TargetError) as raised:
             session.estimate_rows("DELETE FROM orders")
         assert raised.value.title == "Statement timeout on target"
         assert time.monotonic() - started < 5
-    with open_target_session(_target(shop), statement_timeout_ms=60_000, lock_timeout_ms=0) as session:
+    with open_target_session(_target(shop), CheckLimits(statement_timeout_ms=60_000, lock_timeout_ms=0)) as session:
         threading.Timer(0.3, session.cancel).start()
         started = time.monotonic()
         with pytest.raises(TargetError) as raised:
@@ -135,7 +136,7 @@ def _backend_pid(session: TargetSession) -> int:
 def test_session_settings_arrive_as_connection_options(shop: str) -> None:
     separator = "&" if "?" in shop else "?"  # the embedded server's URL already has ?host=<socket dir>
     url = f"{shop}{separator}options=-c%20search_path%3Dpg_catalog%2Cpublic"  # the target's own options are kept
-    with open_target_session(_target(url), statement_timeout_ms=4321, lock_timeout_ms=1234) as session:
+    with open_target_session(_target(url), CheckLimits(statement_timeout_ms=4321, lock_timeout_ms=1234)) as session:
         shown = {name: session._conn.execute(f"SHOW {name}").fetchone()[0] for name in (
             "statement_timeout", "lock_timeout", "default_transaction_read_only", "transaction_read_only",
             "search_path", "application_name")}
@@ -154,14 +155,15 @@ def test_a_clean_session_leaves_its_connection_for_the_next_check(shop: str, hol
         assert session._conn.execute("SHOW work_mem").fetchone()[0] != "7MB"
         assert session.estimate_rows("DELETE FROM orders") is not None
     hold_lock("orders")
-    with open_target_session(_target(shop), lock_timeout_ms=100) as session:
+    with open_target_session(_target(shop), CheckLimits(lock_timeout_ms=100)) as session:
         assert _backend_pid(session) != first  # other settings, another connection
         first = _backend_pid(session)
-    with open_target_session(_target(shop), lock_timeout_ms=100) as session:
+    with open_target_session(_target(shop), CheckLimits(lock_timeout_ms=100)) as session:
         assert _backend_pid(session) == first
         with pytest.raises(TargetError):
             session.estimate_rows("DELETE FROM orders")
-    with open_target_session(_target(shop), lock_timeout_ms=100) as session:  # a failed session's was closed
+    # a failed session's connection was closed
+    with open_target_session(_target(shop), CheckLimits(lock_timeout_ms=100)) as session:
         assert _backend_pid(session) != first
 
 
@@ -182,7 +184,7 @@ def test_planning_side_effects_never_reach_the_next_check(shop: str) -> None:
             END $$""")
     timeouts = "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')"
     target = _target(shop)
-    with open_target_session(target, statement_timeout_ms=4321, lock_timeout_ms=1234) as session:
+    with open_target_session(target, CheckLimits(statement_timeout_ms=4321, lock_timeout_ms=1234)) as session:
         first = _backend_pid(session)
         assert session.estimate_rows(f"SELECT id FROM orders WHERE id < {function}()") is not None
         assert session.estimate_rows(f"UPDATE orders SET amount = 0 WHERE id < {function}()") is not None
@@ -190,7 +192,7 @@ def test_planning_side_effects_never_reach_the_next_check(shop: str) -> None:
     with psycopg.connect(libpq_url(shop), autocommit=True) as admin:
         advisory = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s"
         assert admin.execute(advisory, (first,)).fetchone() == (0,)
-    with open_target_session(target, statement_timeout_ms=4321, lock_timeout_ms=1234) as session:
+    with open_target_session(target, CheckLimits(statement_timeout_ms=4321, lock_timeout_ms=1234)) as session:
         assert _backend_pid(session) == first  # the same pooled connection, its safety settings intact
         assert session._conn.execute(timeouts).fetchone() == ("4321ms", "1234ms")
 

@@ -353,18 +353,21 @@ def test_the_parse_cache_is_bounded_by_entries_and_text() -> None:
     cache = advise._ParseCache(entries=2, text_bytes=30)
     computed: list[str] = []
 
-    def compute(sql: str) -> advise.Script | advise.Unreviewable:
+    def compute(sql: str, max_bytes: int) -> advise.Script | advise.Unreviewable:
         computed.append(sql)
-        return advise.parse(sql)
+        return advise.parse(sql, max_bytes)
 
+    limit = advise.MAX_SCRIPT_BYTES
     for sql in ("SELECT 1", "SELECT 2", "SELECT 3", "SELECT 1"):
-        cache.get(sql, compute)
+        cache.get(sql, limit, compute)
     assert computed == ["SELECT 1", "SELECT 2", "SELECT 3", "SELECT 1"]  # 2 entries: "SELECT 1" was evicted
-    cache.get("SELECT 3", compute)
+    cache.get("SELECT 3", limit, compute)
     assert len(computed) == 4
+    cache.get("SELECT 3", limit // 2, compute)  # another limit may judge the same text otherwise
+    assert len(computed) == 5
     long = "SELECT 1 -- " + "x" * 40  # larger than the whole cache: never kept
-    cache.get(long, compute)
-    cache.get(long, compute)
+    cache.get(long, limit, compute)
+    cache.get(long, limit, compute)
     assert computed[-2:] == [long, long]
 
 

@@ -6,10 +6,18 @@ from typing import Any
 
 import pytest
 
-from plancheck.api import _globs, _id, _identifier, _labels, decode_sql
+from plancheck.api import inputs
+from plancheck.api.inputs import decode_sql as decode
+from plancheck.api.inputs import globs, identifier, row_id
 from plancheck.checks.advise import ReviewConfig, review
 from plancheck.checks.project_settings import validate_project_settings
 from plancheck.core.errors import MAX_ID, InvalidInput
+
+LIMIT = 16 * 1024 * 1024
+
+
+def decode_sql(data: bytes) -> str:
+    return decode(data, LIMIT)
 
 
 def test_a_byte_order_mark_is_stripped_not_a_syntax_error() -> None:
@@ -23,23 +31,23 @@ def test_a_byte_order_mark_is_stripped_not_a_syntax_error() -> None:
 @pytest.mark.parametrize("value", [0, -1, MAX_ID + 1, 10**20, True, "1", 1.0, None])
 def test_ids_are_bigints(value: Any) -> None:
     with pytest.raises(InvalidInput, match=f"plan id must be a whole number from 1 to {MAX_ID}"):
-        _id(value, "plan")
+        row_id(value, "plan")
 
 
 def test_ids_in_range_pass() -> None:
-    assert _id(1, "plan") == 1 and _id(MAX_ID, "plan") == MAX_ID
+    assert row_id(1, "plan") == 1 and row_id(MAX_ID, "plan") == MAX_ID
 
 
 @pytest.mark.parametrize("key", ["", "a b", "café", "x" * 64, "a/b", "a.b", "\x1b[2J", "naïve", None, 5])
 def test_keys_are_bounded_ascii(key: Any) -> None:
     with pytest.raises(InvalidInput, match="project key .* must be 1 to 63 ASCII letters, digits, '-' or '_'") as e:
-        _identifier(key, "project key")
+        identifier(key, "project key")
     assert "\n" not in str(e.value) and "\x1b" not in str(e.value)
 
 
 @pytest.mark.parametrize("key", ["a", "shop", "Shop-2_prod", "x" * 63])
 def test_good_keys_pass(key: str) -> None:
-    assert _identifier(key, "project key") == key
+    assert identifier(key, "project key") == key
 
 
 @pytest.mark.parametrize(
@@ -55,12 +63,12 @@ def test_good_keys_pass(key: str) -> None:
 )
 def test_labels_are_bounded(labels: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
-        _labels(labels)
+        inputs.labels(labels)
 
 
 def test_good_labels_pass() -> None:
     labels = {"tier": "gold", "team/payments": "core", "k8s.io_name": "x" * 255}
-    assert _labels(labels) == labels
+    assert inputs.labels(labels) == labels
 
 
 @pytest.mark.parametrize(
@@ -69,7 +77,7 @@ def test_good_labels_pass() -> None:
 )
 def test_sync_patterns_are_bounded(patterns: list[str], message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
-        _globs(patterns, "--include")
+        globs(patterns, "--include")
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from plancheck.checks.rules import ALL_RULES
-from plancheck.cli import formats, review
+from plancheck.cli import formats
 from plancheck.cli.main import run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,9 +80,10 @@ def test_missing_file_large_file_and_bad_settings_exit_3(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert plancheck(capsys, "review", str(tmp_path / "nope.sql"))[0] == 3
-    monkeypatch.setattr(review, "MAX_FILE_BYTES", 8)
-    code, _, err = plancheck(capsys, "review", sql_file(tmp_path, "big.sql", "SELECT 12345;"))
-    assert code == 3 and "larger than the limit of 8 bytes" in err
+    monkeypatch.setenv("PLANCHECK_MAX_SQL_BYTES", "1024")
+    monkeypatch.setenv("PLANCHECK_REVIEW_MAX_BYTES", "1024")
+    code, _, err = plancheck(capsys, "review", sql_file(tmp_path, "big.sql", "SELECT 12345;" * 100))
+    assert code == 3 and "larger than the limit of 1,024 bytes" in err
     monkeypatch.undo()
     settings = sql_file(tmp_path, "settings.json", json.dumps({"sql_review": {"rules": {"naming.tabel": {}}}}))
     code, _, err = plancheck(capsys, "review", sql_file(tmp_path, "a.sql", CLEAN), "--settings", settings)
@@ -99,10 +100,16 @@ def test_settings_change_levels(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert code == 0 and out.splitlines()[-1] == "0 error(s), 2 warning(s)"
 
 
-def test_the_limit_is_the_one_plan_create_applies() -> None:
-    from plancheck.api import MAX_SQL_BYTES
-
-    assert review.MAX_FILE_BYTES == MAX_SQL_BYTES
+def test_the_limits_are_the_ones_plan_create_and_the_worker_apply(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PLANCHECK_MAX_SQL_BYTES bounds what is read, PLANCHECK_REVIEW_MAX_BYTES what is parsed."""
+    monkeypatch.setenv("PLANCHECK_MAX_SQL_BYTES", "4096")
+    monkeypatch.setenv("PLANCHECK_REVIEW_MAX_BYTES", "2048")
+    code, _, err = plancheck(capsys, "review", sql_file(tmp_path, "big.sql", "SELECT 1;\n" * 500))
+    assert code == 3 and "larger than the limit of 4,096 bytes" in err
+    code, out, _ = plancheck(capsys, "review", sql_file(tmp_path, "mid.sql", "SELECT 1;\n" * 300))
+    assert code == 1 and "script-too-large (200)" in out
 
 
 # -- formats --------------------------------------------------------------------------------------

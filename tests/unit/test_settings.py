@@ -160,3 +160,21 @@ def test_database_password_is_not_in_the_error() -> None:
 
 def test_settings_error_is_a_value_error() -> None:
     assert issubclass(SettingsError, ValueError)
+
+
+def test_check_limits_default_to_the_settings_defaults() -> None:
+    """A check run without the worker's limits (tests, tools) keeps the limits the settings default to."""
+    from plancheck.checks.limits import DEFAULT_LIMITS
+    from plancheck.core.settings import Settings
+    from plancheck.domain.targets import check_limits
+
+    assert check_limits(Settings()) == DEFAULT_LIMITS
+
+
+def test_check_limits_follow_the_settings() -> None:
+    from plancheck.domain.targets import check_limits
+
+    limits = check_limits(load_settings({"PLANCHECK_TARGET_STATEMENT_TIMEOUT": "0.3",
+                                         "PLANCHECK_TARGET_IDLE_CONNECTIONS": "0",
+                                         "PLANCHECK_REVIEW_MAX_BYTES": "4096"}))
+    assert (limits.statement_timeout_ms, limits.idle_connections, limits.review_max_bytes) == (300, 0, 4096)

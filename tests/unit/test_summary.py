@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from plancheck.checks import _run_checks
 from plancheck.checks.advise import ReviewConfig, Unreviewable, parse, review
 from plancheck.checks.estimate import Estimate
+from plancheck.checks.limits import DEFAULT_LIMITS
 from plancheck.checks.result import CheckResult, Status
 from plancheck.checks.rules import ALL_RULES, script
 from plancheck.checks.rules.script import SqlSyntaxError, parse_script
@@ -114,7 +115,7 @@ class FakeSession:
 def run_checks(sql: str) -> tuple[list[CheckResult], FakeSession]:
     session = FakeSession()
     target = Target("pg", "db", "test", "postgresql://x")
-    return _run_checks(target, sql, ReviewConfig(), cast(Any, session), lambda: False), session
+    return _run_checks(target, sql, ReviewConfig(), DEFAULT_LIMITS, cast(Any, session), lambda: False), session
 
 
 @pytest.mark.parametrize(
