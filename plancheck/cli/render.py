@@ -145,13 +145,16 @@ def tasks_table(tasks: Sequence[Mapping[str, Any]], title: str) -> Table:
 
 
 def attempts_table(attempts: Sequence[Mapping[str, Any]]) -> Table:
+    """Every execution: the run's own (part "run"), and each chunk's of a fanned-out run, retries included."""
     table = Table(title="Attempts", title_justify="left")
-    for column in ("generation", "attempt", "worker", "started", "took", "outcome"):
+    for column in ("generation", "part", "attempt", "worker", "started", "took", "outcome"):
         table.add_column(column)
     for attempt in attempts:
         started = attempt.get("started_at")
+        chunk = attempt.get("chunk")
         table.add_row(
             str(attempt.get("generation", "")),
+            "run" if chunk is None else f"chunk {chunk}",
             str(attempt.get("attempt", "")),
             safe(attempt.get("worker") or ""),
             started.isoformat(timespec="seconds") if isinstance(started, datetime) else str(started or ""),
@@ -162,7 +165,7 @@ def attempts_table(attempts: Sequence[Mapping[str, Any]]) -> Table:
 
 
 def status_line(checks: Checks) -> str:
-    style = STATUS_STYLE.get(checks.status, "")
+    style = STATUS_STYLE.get(RunStatus(checks.status), "") if checks.status in set(RunStatus) else ""
     counts = level_counts(checks.results)
     total = "?" if checks.targets_total is None else str(checks.targets_total)
     state = checks.status

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,9 @@ import pytest
 from kombu import Connection
 from sqlalchemy import text
 
+from plancheck import app
 from plancheck.api import Plancheck
+from plancheck.scheduler.app import broker_connection
 from plancheck.store.db import upgrade
 from tests.hooks.cpu_bound_app import SPIN_MARKER
 from tests.integration.helpers import TargetDatabase, make_target, register_target
@@ -65,6 +68,23 @@ def test_a_cancel_stops_a_check_busy_on_the_cpu(api: Plancheck, target: TargetDa
     assert worker.popen.wait(20) == 0
 
 
+def test_no_row_lock_is_held_while_a_runs_targets_are_evaluated(
+    api: Plancheck, target: TargetDatabase, plancheck_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Group expressions are user logic and may take a while: they are evaluated after the start has
+    committed, so a cancel (or a reap) never queues behind them on the run's row."""
+    marker = tmp_path / "loading"
+    env = {**plancheck_env, "PLANCHECK_TEST_LOADING_MARKER": str(marker)}
+    with make_cluster(env, tmp_path) as running:
+        worker = running.worker("w1", concurrency=1, app="tests.hooks.slow_load_app")
+        plan_id = api.create_plan("shop", FAST_SQL, targets=[target.target])
+        wait_for(marker.exists, 30, interval=0.02, message="the worker loading the plan's targets")
+        assert api.cancel([plan_id]) == [plan_id]
+        assert marker.exists(), "cancel waited for the loading to end: a row lock was held"
+        wait_for(lambda: "discarded run_id=" in worker.log(), 30, message="the loaded work discarded")
+    assert api.checks(plan_id).status == "CANCELED"
+
+
 def _publish_raw(broker_url: str, queue: str, body: bytes, content_type: str = "application/json") -> None:
     with Connection(broker_url) as connection:
         connection.Producer().publish(body, exchange="", routing_key=queue, content_type=content_type,
@@ -81,10 +101,15 @@ def test_hostile_messages_never_kill_a_worker(
     queue = api.settings.queue
     for body in (b"not json", b"[1, 2", json.dumps({"task": "plancheck.nope"}).encode(), b"x" * 5_000_000):
         _publish_raw(broker_url, queue, body)
+    # Chunk messages once named their targets and sheets: a forged one of that shape names nothing now.
+    with broker_connection(broker_url) as connection:
+        app.send_task("plancheck.run_chunk", args=[1, str(uuid.uuid4()), 0, [["local/x", "0" * 64]]],
+                      connection=connection, queue=queue)
     plan_id = api.create_plan("shop", FAST_SQL, targets=[target.target])
     wait_for(lambda: api.checks(plan_id).status == "DONE", 60, message="a plan checked after the hostile messages")
     assert worker.is_alive()
     assert len(worker.log()) < 200_000, "a hostile message reached the log"
+    assert "plancheck.run_chunk" in worker.log() and "TypeError" in worker.log()  # refused by its arity
     assert "Unrecoverable error" not in worker.log()
 
 

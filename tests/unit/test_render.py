@@ -263,3 +263,20 @@ def test_cli_errors_with_control_characters_are_escaped(capsys: pytest.CaptureFi
     errors = capsys.readouterr().err.splitlines()
     assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
     assert no_controls("".join(errors)) and all("x\\x1b[2J" in line for line in errors[:2]), errors
+
+
+def test_chunk_executions_and_their_retries_are_listed_apart_from_the_run() -> None:
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+    def attempt(chunk: int | None, number: int, outcome: str | None, worker: str) -> dict[str, Any]:
+        return {"generation": 1, "attempt": number, "chunk": chunk, "worker": worker, "claimed_at": start,
+                "started_at": start, "finished_at": start + timedelta(seconds=2), "outcome": outcome}
+
+    checks = FakeChecks("DONE", [summary("inst/a", "1 statement")])
+    checks.attempts = [attempt(None, 1, "DONE", "w1@h:1"), attempt(0, 1, "LOST", "w2@h:2"),
+                       attempt(0, 2, "DONE", "w1@h:1"), attempt(1, 1, "DONE", "w1@h:1")]
+    rows = [[cell.strip() for cell in line.strip("│ ").split("│")] for line in rendered(checks).splitlines()
+            if "w1@h" in line or "w2@h" in line]
+    assert [(row[1], row[2], row[-1]) for row in rows] == [
+        ("run", "1", "DONE"), ("chunk 0", "1", "LOST"), ("chunk 0", "2", "DONE"), ("chunk 1", "1", "DONE"),
+    ]
