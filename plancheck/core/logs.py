@@ -30,8 +30,8 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
-def state_change(event: str, run_id: int, plan_id: int | None = None, **fields: Any) -> None:
-    """Log `event` (claimed, started, heartbeat lost, finished, reaped, cancelled, ...) for a run."""
+def state_change(event: str, run_id: int | None, plan_id: int | None = None, **fields: Any) -> None:
+    """Log `event` (claimed, started, heartbeat lost, finished, reaped, cancelled, ...) for a run or chunk."""
     data = {"event": event, "run_id": run_id, "plan_id": plan_id, **fields}
     details = " ".join(f"{key}={value}" for key, value in data.items() if value is not None and key != "event")
     log.info("%s %s", event, details, extra={"plancheck": data})

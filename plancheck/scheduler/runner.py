@@ -119,7 +119,7 @@ def execute_chunk(chunk_id: int, token: str, worker: str, settings: Settings) ->
     with engine.begin() as conn:
         started = chunks.start(conn, chunk_id, token, worker, settings.lease_seconds)
     if started is None:
-        state_change("ignored", 0, worker=worker, chunk_id=chunk_id, reason="duplicate or stale delivery")
+        state_change("chunk ignored", None, chunk_id=chunk_id, worker=worker, reason="duplicate or stale delivery")
         return Outcome(Delivery.IGNORED)
     execution = Execution(engine, settings, worker, started.run_id, started.plan_id, str(started.run_token),
                           started.run_attempt, started)

@@ -1,9 +1,9 @@
 """Test hook (test suite only): the plancheck Celery app, with every run and chunk message published twice.
 
-Those messages come from two places: workers (the work a finishing run or chunk claims, claim tasks)
-and the process that creates plans (dispatch on create). Start workers with
-`celery -A tests.chaos.duplicating_app worker` to duplicate the first, and wrap plan creation in
-`publishing_twice(broker_url)` for the second. Each message reaches the broker twice, with the same
+Those messages come from three places: beats (their claims), workers (the work a finishing run or
+chunk claims) and the process that creates plans (dispatch on create). Start beats and workers with
+`celery -A tests.chaos.duplicating_app beat|worker` to duplicate the first two, and wrap plan creation
+in `publishing_twice(broker_url)` for the last. Each message reaches the broker twice, with the same
 task id, arguments and token; the second copy carries a header so it is not duplicated again.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from celery.signals import after_task_publish, worker_process_init
+from celery.signals import after_task_publish, beat_init, worker_process_init
 
 from plancheck import app
 from plancheck.scheduler.app import broker_connection
@@ -50,7 +50,8 @@ def _publish_again(broker_url: str | None) -> Callable[..., None]:
 
 
 @worker_process_init.connect
-def _duplicate_in_this_worker(**_: Any) -> None:
+@beat_init.connect
+def _duplicate_in_this_process(**_: Any) -> None:
     after_task_publish.connect(_publish_again(None), weak=False)
 
 

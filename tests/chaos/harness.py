@@ -145,14 +145,13 @@ class ChaosRedis:
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class ChaosCluster(Cluster):
-    """tests.processes.Cluster with a choice of Celery app for the workers (`-A`) and a supervisor.
+    """tests.processes.Cluster (its `app` is the `-A` of workers and beats) with a supervisor.
 
     The supervisor does what docker-compose's `restart: unless-stopped` does for plancheck's
     containers: a worker or beat that exits on its own is started again (under a new name, so every
     log is kept). Processes the test kills on purpose (`kill`) stay dead.
     """
 
-    worker_app: str = "plancheck"
     restarts: list[str] = field(default_factory=list)
     _specs: dict[str, tuple[str, int]] = field(default_factory=dict)
     _killed: set[str] = field(default_factory=set)
@@ -165,7 +164,7 @@ class ChaosCluster(Cluster):
 
     def worker(self, name: str, concurrency: int = 2, pool: str = "prefork", app: str | None = None) -> Process:
         self._specs[name] = ("worker", concurrency)
-        return super().worker(name, concurrency, pool, app or self.worker_app)
+        return super().worker(name, concurrency, pool, app)
 
     def beat(self, name: str) -> Process:
         self._specs[name] = ("beat", 0)
@@ -400,7 +399,7 @@ _STARTED = re.compile(r"(?<!chunk )\bstarted run_id=(\d+) plan_id=\d+ attempt=(\
 _CHUNK_STARTED = re.compile(r"\bchunk started run_id=(\d+) plan_id=\d+ attempt=(\d+) worker=\S+ chunk=(\d+)")
 _REAPED = re.compile(r"(?<!chunk )\breaped run_id=(\d+) ")
 _CHUNK_REAPED = re.compile(r"\bchunk reaped run_id=(\d+) ")
-_IGNORED = re.compile(r"\bignored run_id=\d+ .*duplicate or stale delivery")
+_IGNORED = re.compile(r"\bignored (?:run_id|chunk_id)=\d+ .*duplicate or stale delivery")
 
 
 @dataclass
