@@ -100,7 +100,9 @@ def check_workers(settings: Settings, timeout: float) -> Check:
 
 def check_beat(seen: list[beats.BeatSeen], stale_seconds: float) -> Check:
     """A beat silent for `stale_seconds` (PLANCHECK_BEAT_STALE_SECONDS) schedules no claims."""
-    data = {"beats": [{"name": beat.name, "age_seconds": round(beat.age_seconds, 3)} for beat in seen]}
+    data: dict[str, object] = {
+        "beats": [{"name": beat.name, "age_seconds": round(beat.age_seconds, 3)} for beat in seen]
+    }
     if not seen:
         return Check("beat", False, "no beat has ever recorded a heartbeat", data)
     alive = [beat for beat in seen if beat.age_seconds <= stale_seconds]

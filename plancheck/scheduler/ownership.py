@@ -39,7 +39,7 @@ def mark_queue(connection: Connection, broker_url: str, queue: str, deployment: 
 
 
 def _redis_mark(connection: Connection, key: str, deployment: str, ttl_seconds: int) -> str:
-    client = connection.default_channel.client
+    client = connection.default_channel.client  # type: ignore[attr-defined]  # kombu's Redis channel
     client.set(key, deployment, nx=True, ex=ttl_seconds)
     owner = client.get(key)
     owner = owner.decode() if isinstance(owner, bytes) else str(owner)

@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Annotated
+from typing import Annotated, Literal, TypedDict
 
 from fastapi import Depends, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -33,7 +33,8 @@ MIN_SECRET_CHARS = 32
 
 
 def api_of(request: Request) -> Plancheck:
-    return request.app.state.api  # type: ignore[no-any-return]
+    api: Plancheck = request.app.state.api
+    return api
 
 
 def log_refusal(request: Request, status: int, reason: PlancheckError | str) -> None:
@@ -126,6 +127,13 @@ def check_csrf(request: Request, session: Session, submitted: str | None) -> Non
         raise Forbidden("the form's CSRF token is missing or wrong; reload the page and try again")
 
 
-def cookie_flags(request: Request) -> dict[str, object]:
+class CookieFlags(TypedDict):
+    httponly: bool
+    samesite: Literal["strict"]
+    secure: bool
+    path: str
+
+
+def cookie_flags(request: Request) -> CookieFlags:
     """HttpOnly, SameSite=Strict, and Secure whenever the page was served over https."""
     return {"httponly": True, "samesite": "strict", "secure": request.url.scheme == "https", "path": "/"}

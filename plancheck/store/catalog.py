@@ -184,7 +184,7 @@ def register_databases(
 ) -> list[str]:
     """Insert databases found on an instance; a database registered before keeps its environment, labels
     and project (a project is only given to one that has none). Returns the names inserted now."""
-    added = []
+    added: list[str] = []
     for name in names:
         params = {"instance_id": instance_id, "name": name, "environment": environment, "project_id": project_id}
         added += conn.execute(_REGISTER_DATABASE, params).scalars().all()
