@@ -37,7 +37,11 @@ class Interrupted(BaseException):
 
 
 def _raise_in_thread(thread_id: int, exception: type[BaseException] | None) -> None:
-    """Make `thread_id` raise `exception` at its next bytecode (None withdraws a pending one)."""
+    """Make `thread_id` raise `exception` at its next bytecode (None withdraws a pending one).
+
+    Withdraw only what was sent: on Python 3.11 a withdrawal with nothing pending leaves the
+    interpreter's "pending call" flag set, and the next call under a profiler or tracer (cProfile,
+    coverage, a debugger) never returns."""
     target = ctypes.c_ulong(thread_id)
     ctypes.pythonapi.PyThreadState_SetAsyncExc(target, ctypes.py_object(exception) if exception else None)
 
@@ -63,6 +67,7 @@ class Lease:
         self._closed = False
         self._query: Cancellable | None = None
         self._interruptible_thread: int | None = None
+        self._interrupt_sent = False
 
     @property
     def lost(self) -> bool:
@@ -82,12 +87,17 @@ class Lease:
             if self.lost:
                 raise Interrupted
             self._interruptible_thread = threading.get_ident()
+        delivered = False
         try:
             yield
+        except Interrupted:
+            delivered = True
+            raise
         finally:
             with self._lock:
                 self._interruptible_thread = None
-                _raise_in_thread(threading.get_ident(), None)  # one raised but not yet delivered: withdrawn
+                if self._interrupt_sent and not delivered:  # sent, not yet raised: withdrawn
+                    _raise_in_thread(threading.get_ident(), None)
 
     def mark_lost(self) -> None:
         with self._lock:
@@ -98,6 +108,7 @@ class Lease:
                 self._query.cancel()
             if self._interruptible_thread is not None:
                 _raise_in_thread(self._interruptible_thread, Interrupted)
+                self._interrupt_sent = True
         self._on_lost()
 
     def beat(self) -> None:
