@@ -1,16 +1,16 @@
 """1. Overhead: end-to-end plan check runs per second against raw Celery no-op tasks per second.
 
 Both sides use the same broker (Redis db of the bench), the same Celery settings (bench.noop_app loads
-celeryconfig.py), the same pool and concurrency, and real `celery worker` subprocesses. Each side's
-queue is loaded before its worker starts; the clock starts when the worker logs "ready." and stops
-when the work is done:
+celeryconfig.py), the same pool and concurrency, and real `celery worker` subprocesses, each side on
+a queue of its own. Each side's work is waiting before its worker starts; the clock starts when the
+worker logs "ready." and stops when the work is done:
 
 * no-op: N `bench.noop` messages published up front; done = the Redis queue and the unacked hash
   are both empty (every message executed and acked);
-* plancheck: N plans with an AVAILABLE run each (one target, one-statement SQL) and one dispatch
-  up front (`Plancheck._dispatch_claim`: it claims up to PLANCHECK_CLAIM_BATCH runs and publishes
-  their run messages); every finishing run claims the next; a beat runs too (as deployed).
-  Done = N runs DONE in PostgreSQL.
+* plancheck: N plans with an AVAILABLE run each (one target, one-statement SQL). Claims send work
+  only to free worker slots, so nothing can be claimed before the worker records its slots: the
+  worker's own start-up claim takes the first runs, every finishing run claims the next, and a
+  beat runs too (as deployed). Done = N runs DONE in PostgreSQL.
 * bookkeeping only: the plancheck backlog again, with workers of `bench.bookkeeping_app`, whose
   check returns one constant result without opening the target: what claim, start, load, fenced
   writes, finish and relay cost apart from the check.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,21 +60,22 @@ def _noop(servers: Servers, count: int, concurrency: int, pool: str) -> tuple[fl
 
     servers.flush_redis()
     client = redis.Redis.from_url(servers.redis_url)
+    queue = f"pcb-noop-{uuid.uuid4().hex[:8]}"
     # Loading the queue is not timed; no task-sent events from this publisher (workers keep theirs).
     app.conf.task_send_sent_event = False
     with app.connection_for_write(servers.redis_url) as connection, app.producer_or_acquire() as producer:
         del connection
         for _ in range(count):
-            noop.apply_async(producer=producer)
-    queued = client.llen("celery")
+            noop.apply_async(producer=producer, queue=queue)
+    queued = client.llen(queue)
     if queued != count:
         raise RuntimeError(f"expected {count} queued no-op messages, found {queued}")
-    env = plancheck_env("postgresql://unused@127.0.0.1/unused", servers.redis_url)
+    env = plancheck_env("postgresql://unused@127.0.0.1/unused", servers.redis_url, PLANCHECK_QUEUE=queue)
     with cluster(env, app="bench.noop_app") as running:
         worker = running.worker("noop", concurrency, pool)
         started = wait_ready([worker])
         finished = wait_for(
-            lambda: client.llen("celery") == 0 and client.hlen("unacked") == 0,
+            lambda: client.llen(queue) == 0 and client.hlen("unacked") == 0,
             timeout=600, interval=0.005, what="no-op queue to drain", alive=[worker],
         )
         time.sleep(0.2)  # let the log catch up
@@ -86,12 +88,12 @@ def _noop(servers: Servers, count: int, concurrency: int, pool: str) -> tuple[fl
 def _backlog_cluster(
     servers: Servers, dep: Any, count: int, concurrency: int, pool: str, app: str
 ) -> Iterator[tuple[Any, Any, tuple[float, dict[str, list[float]], dict[str, int]]]]:
-    """`count` AVAILABLE runs and one dispatch, queued before a worker of `app` starts; yields the
-    cluster (still running), its worker and (seconds from ready to all DONE, task times, statuses)."""
+    """`count` AVAILABLE runs stored before a worker of `app` starts (its start-up claim takes the first
+    ones); yields the cluster (still running), its worker and (seconds from ready to all DONE, task
+    times, statuses)."""
     dep.insert_backlog(count)
     servers.flush_redis()
     with cluster(dep.env(), app=app) as running:
-        dep.api()._dispatch_claim()  # run messages queued before the worker starts, like the no-op messages
         worker = running.worker("w1", concurrency, pool)
         running.beat()
         started = wait_ready([worker])
@@ -177,7 +179,7 @@ def run(servers: Servers, quick: bool) -> None:
         [f"goal: plancheck/no-op >= 0.8; measured {plan_rate / noop_rate:.2f} (backlog), "
          f"{api_rate / noop_rate:.2f} (API)",
          "tasks = celery tasks the worker logged as succeeded (plancheck: one run per run, "
-         "one relay per 0.25 s per process, beat's claim/reap/relay)",
+         "one relay per 0.25 s per process; claim, reap and relay on schedule run inside beat)",
          f"API phase: create_plan p50 {sorted(create_seconds)[len(create_seconds) // 2] * 1000:.1f} ms client-side, "
          "one client thread",
          "bookkeeping only: the backlog phase with bench.bookkeeping_app, whose runs never open the target "
