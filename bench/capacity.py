@@ -8,7 +8,7 @@ measures it:
 * 2 workers of 4 pool processes (8 slots) and one beat; PLANCHECK_LEASE_SECONDS=3, heartbeat
   0.5 s, claim and reap every 0.5 s, PLANCHECK_CHUNK_SIZE=1;
 * slow targets: 8 target databases reached through bench/netdelay.py at 25 ms each way, checked
-  with a script of 10 UPDATEs (one EXPLAIN each): about a second per target, almost all of it
+  with a script of 10 UPDATEs (one EXPLAIN each): about 2 s per target, almost all of it
   waiting on round trips, so 8 pool processes fit on 2 cores;
 * a fanned-out plan = that script on the 8 slow targets: 8 chunks of one target each;
 * small plans = one-statement SQL on one target on this machine, created by a client on a fixed

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
+from sqlalchemy import text
 
 from bench.common import (
     CHEAP_SQL,
@@ -37,6 +38,7 @@ from bench.common import (
     cluster,
     deployment,
     emit,
+    percentile,
     plancheck_env,
     progress,
     table,
@@ -45,6 +47,15 @@ from bench.common import (
 )
 
 _SUCCEEDED = re.compile(r"Task ([\w.]+)\[[^\]]+\] succeeded in ([0-9.e-]+)s")
+
+
+# Claim -> start of every execution so far: how long a claimed slot waits for its message.
+_HOPS = text("SELECT extract(epoch FROM started_at - claimed_at) * 1000 FROM plan_check_attempt")
+
+
+def claim_to_start_ms(dep: Any) -> list[float]:
+    with dep.engine().connect() as conn:
+        return [float(ms) for ms in conn.execute(_HOPS).scalars()]
 
 
 def task_times(log: str) -> dict[str, list[float]]:
@@ -130,10 +141,12 @@ def run(servers: Servers, quick: bool) -> None:
         progress(f"overhead: {plan_count} runs, check replaced by a constant (bench.bookkeeping_app)")
         bookkeeping_seconds, bookkeeping_times, _ = _backlog(servers, dep, plan_count, concurrency, pool,
                                                              "bench.bookkeeping_app")
+        bookkeeping_hops = claim_to_start_ms(dep)
         dep.reset_history()
         progress(f"overhead: {plan_count} plancheck runs from a backlog")
         with _backlog_cluster(servers, dep, plan_count, concurrency, pool, "plancheck") as (running, worker, finished):
             backlog_seconds, times, counts = finished
+            hops = claim_to_start_ms(dep)
             log = worker.log()
             api = dep.api()
 
@@ -201,5 +214,10 @@ def run(servers: Servers, quick: bool) -> None:
         ["task", "count", "mean ms", "p50 ms", "p99 ms", "total s"],
         per_task(noop_times) + per_task(times),
         [f"wall time of the backlog phase: {backlog_seconds:.1f} s on {concurrency} pool processes "
-         f"= {backlog_seconds * concurrency:.1f} process-seconds"],
+         f"= {backlog_seconds * concurrency:.1f} process-seconds, "
+         f"{sum(map(sum, times.values())) / (backlog_seconds * concurrency) * 100:.0f} % of them inside tasks",
+         f"claim -> start (plan_check_attempt), backlog: p50 {percentile(hops, 50):.1f} ms, "
+         f"p99 {percentile(hops, 99):.1f} ms; bookkeeping only: p50 {percentile(bookkeeping_hops, 50):.1f} ms "
+         "(the finishing run claims its successor for its freed slot only: the rest of its task, the broker "
+         "and the hand-over to the pool process come between one run and the next)"],
     ))
