@@ -189,7 +189,8 @@ def _emit(phases: list[Phase], slots: int, stream_seconds: float) -> None:
                      busy / (phase.seconds * slots) * 100, not_done, phase.reaped_runs + lost_runs,
                      phase.reaped_chunks + lost_chunks])
     saturated = phases[-1]
-    longest = max((float(row.waited_s) for row in saturated.executions if row.chunk is not None), default=0.0)
+    longest = {kind: max((float(row.waited_s) for row in saturated.executions if (row.chunk is not None) == chunk),
+                         default=0.0) for kind, chunk in (("run", False), ("chunk", True))}
     clean = all(row[6] == row[7] == row[8] == 0 for row in rows)
     emit(table(
         f"capacity: a saturated backlog, {WORKERS} workers x {SLOTS_EACH} slots, lease {lease:g} s, chunk size 1",
@@ -199,7 +200,8 @@ def _emit(phases: list[Phase], slots: int, stream_seconds: float) -> None:
         [f"fanned-out plan: {len(SLOW_SQL.splitlines())} UPDATEs on 8 targets behind a proxy adding "
          f"{ONE_WAY_MS:g} ms each way (8 chunks); small plans: one statement on a local target, "
          f"{STREAM_RATE:g}/s for {stream_seconds:g} s",
-         f"longest a chunk waited for a slot: {longest:.1f} s, {longest / lease:.1f}x the lease",
+         f"longest wait for a slot: {longest['run']:.1f} s for a run ({longest['run'] / lease:.1f}x the lease), "
+         f"{longest['chunk']:.1f} s for a chunk ({longest['chunk'] / lease:.1f}x): waiting work holds no lease",
          "runs reaped / chunks retried = 'reaped' log lines of beat and workers + LOST executions in "
          "plan_check_attempt; both must be 0 without faults: " + ("0 in every phase" if clean else "NOT 0"),
          "slot use % = execution time of small runs and chunks / (drain s x slots)"],

@@ -22,15 +22,19 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import redis
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from bench.common import (
     CHEAP_SQL,
@@ -56,6 +60,40 @@ _HOPS = text("SELECT extract(epoch FROM started_at - claimed_at) * 1000 FROM pla
 def claim_to_start_ms(dep: Any) -> list[float]:
     with dep.engine().connect() as conn:
         return [float(ms) for ms in conn.execute(_HOPS).scalars()]
+
+
+# What the metadata database's backends are doing, one sample: (state, wait event or 'on CPU', count).
+_ACTIVITY = """
+    SELECT state, coalesce(wait_event_type || ': ' || wait_event, 'on CPU'), count(*)
+    FROM pg_stat_activity
+    WHERE datname = %s AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')
+    GROUP BY 1, 2
+"""
+SAMPLES = "(samples)"
+
+
+@contextmanager
+def sampled_activity(dep: Any, interval: float = 0.01) -> Iterator[Counter[str]]:
+    """Sample the metadata database's busy backends (pg_stat_activity) every `interval` s while the
+    block runs: per 'state / wait event', the backends seen, summed over samples (SAMPLES: how many)."""
+    seen: Counter[str] = Counter()
+    stop = threading.Event()
+    database = make_url(dep.metadata_url).database
+
+    def sample() -> None:
+        with psycopg.connect(dep.servers.libpq(dep.metadata_url), autocommit=True) as conn:
+            while not stop.wait(interval):
+                for state, doing, count in conn.execute(_ACTIVITY, (database,)):
+                    seen[f"{state} / {doing}"] += count
+                seen[SAMPLES] += 1
+
+    sampler = threading.Thread(target=sample, name="bench-activity", daemon=True)
+    sampler.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        sampler.join(10)
 
 
 def task_times(log: str) -> dict[str, list[float]]:
@@ -95,34 +133,45 @@ def _noop(servers: Servers, count: int, concurrency: int, pool: str) -> tuple[fl
     return finished - started, times
 
 
+@dataclass
+class Backlog:
+    """A drained backlog: seconds from ready to all DONE, task times, statuses, the metadata
+    database's sampled activity and every execution's claim -> start."""
+
+    seconds: float
+    times: dict[str, list[float]]
+    counts: dict[str, int]
+    activity: Counter[str]
+    hops: list[float]
+
+
 @contextmanager
 def _backlog_cluster(
     servers: Servers, dep: Any, count: int, concurrency: int, pool: str, app: str
-) -> Iterator[tuple[Any, Any, tuple[float, dict[str, list[float]], dict[str, int]]]]:
+) -> Iterator[tuple[Any, Any, Backlog]]:
     """`count` AVAILABLE runs stored before a worker of `app` starts (its start-up claim takes the first
-    ones); yields the cluster (still running), its worker and (seconds from ready to all DONE, task
-    times, statuses)."""
+    ones); yields the cluster (still running), its worker and what the backlog measured."""
     dep.insert_backlog(count)
     servers.flush_redis()
     with cluster(dep.env(), app=app) as running:
         worker = running.worker("w1", concurrency, pool)
         running.beat()
-        started = wait_ready([worker])
-        finished = wait_for(lambda: dep.count_status("DONE") >= count, timeout=900, what="runs DONE",
-                            alive=running.processes)
+        with sampled_activity(dep) as activity:
+            started = wait_ready([worker])
+            finished = wait_for(lambda: dep.count_status("DONE") >= count, timeout=900, what="runs DONE",
+                                alive=running.processes)
         counts = dep.status_counts()
         time.sleep(0.3)
-        yield running, worker, (finished - started, task_times(worker.log()), counts)
+        yield running, worker, Backlog(finished - started, task_times(worker.log()), counts, activity,
+                                       claim_to_start_ms(dep))
 
 
-def _backlog(
-    servers: Servers, dep: Any, count: int, concurrency: int, pool: str, app: str
-) -> tuple[float, dict[str, list[float]], dict[str, int]]:
+def _backlog(servers: Servers, dep: Any, count: int, concurrency: int, pool: str, app: str) -> Backlog:
     with _backlog_cluster(servers, dep, count, concurrency, pool, app) as (_, _, measured):
         pass
     servers.flush_redis()
-    if measured[2].get("DONE") != count:
-        raise RuntimeError(f"not every run ended DONE: {measured[2]}")
+    if measured.counts.get("DONE") != count:
+        raise RuntimeError(f"not every run ended DONE: {measured.counts}")
     return measured
 
 
@@ -139,14 +188,12 @@ def run(servers: Servers, quick: bool) -> None:
 
     with deployment(servers, "ovh") as dep:
         progress(f"overhead: {plan_count} runs, check replaced by a constant (bench.bookkeeping_app)")
-        bookkeeping_seconds, bookkeeping_times, _ = _backlog(servers, dep, plan_count, concurrency, pool,
-                                                             "bench.bookkeeping_app")
-        bookkeeping_hops = claim_to_start_ms(dep)
+        bookkeeping = _backlog(servers, dep, plan_count, concurrency, pool, "bench.bookkeeping_app")
+        bookkeeping_seconds, bookkeeping_times = bookkeeping.seconds, bookkeeping.times
         dep.reset_history()
         progress(f"overhead: {plan_count} plancheck runs from a backlog")
-        with _backlog_cluster(servers, dep, plan_count, concurrency, pool, "plancheck") as (running, worker, finished):
-            backlog_seconds, times, counts = finished
-            hops = claim_to_start_ms(dep)
+        with _backlog_cluster(servers, dep, plan_count, concurrency, pool, "plancheck") as (running, worker, backlog):
+            backlog_seconds, times, counts = backlog.seconds, backlog.times, backlog.counts
             log = worker.log()
             api = dep.api()
 
@@ -216,8 +263,25 @@ def run(servers: Servers, quick: bool) -> None:
         [f"wall time of the backlog phase: {backlog_seconds:.1f} s on {concurrency} pool processes "
          f"= {backlog_seconds * concurrency:.1f} process-seconds, "
          f"{sum(map(sum, times.values())) / (backlog_seconds * concurrency) * 100:.0f} % of them inside tasks",
-         f"claim -> start (plan_check_attempt), backlog: p50 {percentile(hops, 50):.1f} ms, "
-         f"p99 {percentile(hops, 99):.1f} ms; bookkeeping only: p50 {percentile(bookkeeping_hops, 50):.1f} ms "
+         f"claim -> start (plan_check_attempt), backlog: p50 {percentile(backlog.hops, 50):.1f} ms, "
+         f"p99 {percentile(backlog.hops, 99):.1f} ms; bookkeeping only: "
+         f"p50 {percentile(bookkeeping.hops, 50):.1f} ms "
          "(the finishing run claims its successor for its freed slot only: the rest of its task, the broker "
          "and the hand-over to the pool process come between one run and the next)"],
     ))
+    emit(table(
+        "overhead: what the metadata database's busy backends were doing (pg_stat_activity every 10 ms)",
+        ["state / wait event", "backlog: backends", "bookkeeping only: backends"],
+        _activity_rows(backlog.activity, bookkeeping.activity),
+        ["backends = how many of the database's backends were in that state, on average over the phase's samples "
+         f"({backlog.activity[SAMPLES]:,} and {bookkeeping.activity[SAMPLES]:,}); idle backends are left out",
+         "Lock: advisory = a claim waiting for another claimer's transaction to end (claims take one advisory "
+         "lock, so that no two count the same free slot)"],
+    ))
+
+
+def _activity_rows(*phases: Counter[str]) -> list[list[object]]:
+    """Mean backends per sample in each state, busiest first, one column per phase."""
+    states = sorted({state for phase in phases for state in phase if state != SAMPLES},
+                    key=lambda state: -sum(phase[state] / max(phase[SAMPLES], 1) for phase in phases))
+    return [[state, *(phase[state] / max(phase[SAMPLES], 1) for phase in phases)] for state in states]
