@@ -323,7 +323,11 @@ CHEAP_SQL = "ALTER TABLE items ADD COLUMN note text;\n"
 
 @dataclass
 class Deployment:
-    """A migrated metadata database with one project, one instance and target database(s)."""
+    """A migrated metadata database with one project, one instance and target database(s).
+
+    Each deployment has a broker queue of its own (PLANCHECK_QUEUE), as any two deployments sharing
+    a broker must: a worker refuses a queue another metadata database has marked as its own.
+    """
 
     servers: Servers
     metadata_url: str
@@ -331,9 +335,10 @@ class Deployment:
     project_id: int
     instance: str
     targets: list[str]
+    queue: str
 
     def env(self, **overrides: str) -> dict[str, str]:
-        return plancheck_env(self.metadata_url, self.servers.redis_url, **overrides)
+        return plancheck_env(self.metadata_url, self.servers.redis_url, **{"PLANCHECK_QUEUE": self.queue, **overrides})
 
     def api(self, **overrides: str) -> Any:
         from plancheck.api import Plancheck
@@ -379,10 +384,64 @@ class Deployment:
                 conn.execute(text("SELECT count(*) FROM plan_check_run WHERE status = :s"), {"s": status}).scalar_one()
             )
 
+    def live_slots(self, stale_seconds: float = 60) -> int:
+        """Pool slots of the workers that recorded themselves within `stale_seconds` (worker_slots)."""
+        from plancheck.store import workers
+
+        with self.engine().connect() as conn:
+            return workers.live_slots(conn, stale_seconds)
+
+    def wait_for_slots(self, slots: int, alive: Sequence[Proc] = ()) -> None:
+        """Wait until the workers have recorded `slots` pool slots: claims send nothing before."""
+        wait_for(lambda: self.live_slots() >= slots, timeout=60, what=f"{slots} worker slots recorded", alive=alive)
+
+    @contextmanager
+    def lent_slots(self, slots: int) -> Iterator[None]:
+        """A stand-in worker's `slots` in worker_slots, for claims made without real workers (in-process
+        runs, timed claims); `refresh_lent_slots` keeps it live, and it is forgotten on exit."""
+        self.refresh_lent_slots(slots)
+        try:
+            yield
+        finally:
+            from plancheck.store import workers
+
+            with self.engine().begin() as conn:
+                workers.forget(conn, LENDER)
+
+    def refresh_lent_slots(self, slots: int) -> None:
+        from plancheck.store import workers
+
+        with self.engine().begin() as conn:
+            workers.record(conn, LENDER, slots)
+
+    def upstream(self) -> tuple[str, int] | str:
+        """Where the target server listens: (host, port), or the Unix socket path of an embedded server."""
+        url = make_url(self.servers.url_for(self.targets[0].split("/", 1)[1]))
+        host = str(url.query.get("host") or url.host or "127.0.0.1")
+        port = url.port or 5432
+        return f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
+
+    def register_behind_proxy(self, instance: str, port: int) -> list[str]:
+        """The same target databases once more, as `instance`, reached through a proxy on 127.0.0.1:`port`
+        (bench/netdelay.py); returns their target names."""
+        from plancheck.store import catalog
+
+        url = make_url(self.servers.url_for(self.targets[0].split("/", 1)[1])).set(host="127.0.0.1", port=port,
+                                                                                   query={})
+        names = [target.split("/", 1)[1] for target in self.targets]
+        with self.engine().begin() as conn:
+            instance_id = catalog.add_instance(conn, instance, url.render_as_string(hide_password=False), None, "test")
+            catalog.register_databases(conn, instance_id, names, "test", self.project_id)
+        return [f"{instance}/{name}" for name in names]
+
     def reset_history(self) -> None:
         """Forget every plan and run (between measurements on the same deployment)."""
         with self.engine().begin() as conn:
             conn.execute(text("TRUNCATE plan_check_run, outbox, plan CASCADE"))
+
+
+# The stand-in worker whose slots `Deployment.lent_slots` records.
+LENDER = "bench-lender@bench"
 
 
 def _json(value: Any) -> str:
@@ -421,7 +480,8 @@ def deployment(servers: Servers, what: str, targets: int = 1, target_prefix: str
             project_id = catalog.create_project(conn, "bench", "bench", {})
             instance_id = catalog.add_instance(conn, "local", servers.url_for(template), None, "test")
             catalog.register_databases(conn, instance_id, names, "test", project_id)
-        yield Deployment(servers, metadata_url, "bench", project_id, "local", [f"local/{n}" for n in names])
+        queue = f"pcb-{make_url(metadata_url).database}"  # unique: the database name has random hex
+        yield Deployment(servers, metadata_url, "bench", project_id, "local", [f"local/{n}" for n in names], queue)
     finally:
         engine_for(metadata_url).dispose()
         with ThreadPoolExecutor(max_workers=4) as pool:  # DROP DATABASE is slow one by one

@@ -14,12 +14,15 @@ finish before the next:
 
 created = plan_check_run.created_at (the create transaction's now(), i.e. its start, server clock);
 started = plan_check_attempt.started_at (the worker's start transaction's now(), same server clock).
-The breakdown uses plan_check_run.claimed_at (claim transaction's now()).
+The breakdown uses plan_check_run.claimed_at (claim transaction's now()). Who claimed each run comes
+from the "claimed" log lines: beat's (its scheduled claim), the worker's (a finishing run claims
+work for the slot it frees), the rest by the creating API call.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -56,7 +59,7 @@ _TIMINGS = text(
 ).bindparams(bindparam("ids", type_=ARRAY(BIGINT)))
 
 
-def _offer(api: Any, dep: Deployment, rate: float, seconds: float) -> tuple[list[int], list[float], float]:
+def offer_plans(api: Any, dep: Deployment, rate: float, seconds: float) -> tuple[list[int], list[float], float]:
     """Create plans at `rate` per second for `seconds`; returns plan ids, client call times, achieved rate."""
     count = int(rate * seconds)
     ids: list[int] = []
@@ -92,6 +95,8 @@ def _measure(dep: Deployment, ids: list[int], alive: Sequence[Proc] = ()) -> dic
 
 _finished_before = [0]
 
+_CLAIMED = re.compile(r"\bclaimed run_id=")
+
 
 class _BeatOnly:
     """The API with its dispatch switched off: the run is stored AVAILABLE and waits for beat's claim."""
@@ -118,20 +123,24 @@ def run(servers: Servers, quick: bool) -> None:
             worker = running.worker("w1", concurrency)
             beat = running.beat("beat-2s")
             wait_ready([worker])
+            dep.wait_for_slots(concurrency, running.processes)
             api = dep.api()
             beat_only = _BeatOnly(dep.api())
 
             def phase(name: str, client: Any, phase_rate: float, phase_seconds: float) -> None:
                 progress(f"latency: {name}, {phase_rate:.0f}/s for {phase_seconds:.0f} s")
-                offset = len(worker.log())
+                offsets = {proc.name: len(proc.log()) for proc in running.processes}
                 t0 = time.monotonic()
-                ids, calls, achieved = _offer(client, dep, phase_rate, phase_seconds)
+                ids, calls, achieved = offer_plans(client, dep, phase_rate, phase_seconds)
                 results.append((name, _measure(dep, ids, running.processes), calls, achieved))
                 elapsed = time.monotonic() - t0
                 time.sleep(0.3)
-                tasks = task_times(worker.log()[offset:])
-                row: list[object] = [name]
-                for task in ("plancheck.claim", "plancheck.run", "plancheck.relay"):
+                logged = {proc.name: proc.log()[offsets.get(proc.name, 0):] for proc in running.processes}
+                tasks = task_times(logged[worker.name])
+                by_worker = len(_CLAIMED.findall(logged[worker.name]))
+                by_beat = sum(len(_CLAIMED.findall(text_)) for proc, text_ in logged.items() if proc != worker.name)
+                row: list[object] = [name, len(ids) - by_worker - by_beat, by_beat, by_worker]
+                for task in ("plancheck.run", "plancheck.relay"):
                     values = tasks.get(task, [])
                     row += [len(values), sum(values) / len(values) * 1000 if values else 0.0]
                 total = sum(sum(values) for values in tasks.values())
@@ -139,7 +148,7 @@ def run(servers: Servers, quick: bool) -> None:
                 busy.append(row)
 
             progress("latency: warm-up (40 plans)")
-            ids, _, _ = _offer(api, dep, rate, 2.0)
+            ids, _, _ = offer_plans(api, dep, rate, 2.0)
             _measure(dep, ids)
             phase("dispatch on create (beat 2 s)", api, rate, seconds)
             phase(f"dispatch on create, {light:.0f} runs/s", api, light, seconds / 2)
@@ -179,13 +188,16 @@ def run(servers: Servers, quick: bool) -> None:
         ["variant", "claim p50", "claim p99", "claim->start p50", "p99", "start->finish p50", "p99"],
         rows,
         ["claim = claimed_at - created_at (the create transaction's own duration, then the claim: "
-         "by the API on dispatch, by beat's claim task otherwise)",
+         "by the API on dispatch, by beat or a finishing run otherwise)",
          "claim->start = the run message: publish, queue, pick-up by a pool process, start transaction"],
     ))
     emit(table(
-        "latency: the tasks each phase ran (celery's 'succeeded in'), and how busy the pool was",
-        ["variant", "claims", "claim ms", "runs", "run ms", "relays", "relay ms", "pool busy %"],
+        "latency: who claimed each phase's runs, the tasks it ran (celery's 'succeeded in'), how busy the pool was",
+        ["variant", "by API", "by beat", "by a finishing run", "runs", "run ms", "relays", "relay ms",
+         "pool busy %"],
         busy,
-        ["pool busy % = time inside tasks / (phase wall time x pool processes), from the phase's first create until "
+        ["by beat / by a finishing run: 'claimed' log lines of beat and of the worker; by API = the phase's runs "
+         "less those",
+         "pool busy % = time inside tasks / (phase wall time x pool processes), from the phase's first create until "
          "its last run finished; near 100 % the queue grows"],
     ))

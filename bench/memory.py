@@ -1,7 +1,8 @@
 """6. Memory: worker RSS after 1,000 and after 10,000 runs (--quick: 500 and 2,000).
 
 One `celery worker` (prefork, -c nproc) and one beat. Runs are fed as backlogs (N plans with an
-AVAILABLE run each, one target, one-statement SQL) followed by one claim message, until the total
+AVAILABLE run each, one target, one-statement SQL) followed by one claim (`Plancheck._dispatch_claim`,
+for the worker's free slots; every finishing run claims the next), until the total
 number of DONE runs reaches each checkpoint. RSS = VmRSS from /proc/PID/status of the worker's main
 process plus every pool child, read 2 s after the checkpoint is reached (the trailing relay and the
 beat's tasks are done by then). The first checkpoint (100 runs) is the warmed-up baseline.
@@ -25,6 +26,7 @@ def run(servers: Servers, quick: bool) -> None:
             worker = running.worker("w1", concurrency)
             running.beat()
             wait_ready([worker])
+            dep.wait_for_slots(concurrency, running.processes)
             api = dep.api()
             done = 0
             base = None

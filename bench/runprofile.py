@@ -1,28 +1,35 @@
 """7. Profile: where one run's time goes inside a worker (no Celery), and what loading a plan costs.
 
 The cheapest real run (one target, one-statement SQL) is executed in this process the way the run
-task does it: `runner.execute(run_id, token, worker, settings)` for a claimed run (following the
-run it hands on, if any), and `followups.relay` once per 0.25 s, as a worker's debounced relay
-would. First without a profiler (wall ms per run), then under cProfile: the cumulative time of
-plancheck's and the drivers' main functions per run. The counts of metadata-database statements,
-transactions and pool pre-pings per run come from SQLAlchemy events and cProfile call counts.
+task does it: `runner.execute(run_id, token, worker, settings)` for a claimed run (then the run its
+finish claimed for the freed slot, if any), and `followups.relay` once per 0.25 s, as a worker's
+debounced relay would. Claims count free worker slots, so a stand-in worker lends one slot
+(worker_slots), as one pool process would. First without a profiler (wall ms per run), then under
+cProfile: the cumulative time of plancheck's and the drivers' main functions per run. The
+metadata-database statements per run (each named after its constant in plancheck's store) and the
+commits come from SQLAlchemy events; pool pre-pings from cProfile call counts.
 
-The second table times `load_work` (which every run, and every chunk of a fanned-out run, calls in
-its start transaction) for one target, 200 explicit targets and a 200-database CEL group; the
-third profiles `Plancheck.create_plan`, the client side of dispatch-on-create.
+Further tables profile `Plancheck.create_plan`, the client side of dispatch-on-create (with slots
+lent so that each call claims its run and publishes its message, as with idle workers), and time
+`load_work` (every run's start) for one target, 200 explicit targets and a 200-database CEL group.
 """
 
 from __future__ import annotations
 
 import cProfile
+import ctypes
+import importlib
 import pstats
+import re
+import threading
 import time
-import types
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.sql.elements import TextClause
 
 from bench.common import CHEAP_SQL, Deployment, Servers, deployment, emit, median, progress, table
 
@@ -43,7 +50,7 @@ _PIECES = [
     ("    rollback (connection kept idle)", "plancheck/checks/session.py", "_rolled_back"),
     ("  runs.add_results", "plancheck/store/runs.py", "add_results"),
     ("  runs.finish (+ outbox rows)", "plancheck/store/runs.py", "finish"),
-    ("  runs.claim (hand-on claim in finish)", "plancheck/store/runs.py", "claim"),
+    ("  claims.claim (for the freed slot, in finish)", "plancheck/store/claims.py", "claim"),
     ("  state_change log lines", "plancheck/core/logs.py", "state_change"),
     ("followups.relay (relay task body, once per 0.25 s)", "plancheck/store/followups.py", "relay"),
     ("all SQLAlchemy commits (metadata db)", "sqlalchemy/engine/base.py", "_commit_impl"),
@@ -61,19 +68,25 @@ _CREATE_PIECES = [
     ("  runs.create", "plancheck/store/runs.py", "create"),
     ("  commit", "sqlalchemy/engine/base.py", "_commit_impl"),
     ("  _dispatch_claim (claim + publish the run message)", "plancheck/api/__init__.py", "_dispatch_claim"),
-    ("    runs.claim", "plancheck/store/runs.py", "claim"),
+    ("    claims.claim", "plancheck/store/claims.py", "claim"),
     ("    run.apply_async", "celery/app/task.py", "apply_async"),
     ("    redis connect (new socket)", "redis/connection.py", "connect"),
 ]
 
 
-def _drive(dep: Deployment, count: int, settings: Any, profiler: cProfile.Profile | None) -> float:
+def _prepare(dep: Deployment, count: int) -> None:
+    """A backlog of `count` runs, and the lent slot seen now (live for a lease: longer than any drive)."""
+    dep.insert_backlog(count)
+    dep.refresh_lent_slots(1)
+
+
+def _drive(dep: Deployment, count: int, settings: Any, profiler: cProfile.Profile | None = None) -> float:
+    """Execute `count` backlog runs (see `_prepare`) in-process on one lent slot; returns the wall seconds."""
     from plancheck.scheduler import runner
     from plancheck.scheduler.tasks import RELAY_DELAY
-    from plancheck.store import followups, runs
+    from plancheck.store import followups
 
     engine = dep.engine()
-    dep.insert_backlog(count)
     queue: deque[Any] = deque()
     done = 0
     t0 = last_relay = time.perf_counter()
@@ -81,16 +94,14 @@ def _drive(dep: Deployment, count: int, settings: Any, profiler: cProfile.Profil
         profiler.enable()
     while done < count:
         if not queue:
-            with engine.begin() as conn:
-                queue.extend(runs.claim(conn, 1, settings.lease_seconds))
+            queue.extend(runner.claim_work(engine, settings).runs)
             if not queue:
                 raise RuntimeError("nothing to claim")
         item = queue.popleft()
         outcome = runner.execute(item.id, str(item.token), "bench@profile:1", settings)
-        status = getattr(outcome, "status", outcome)
-        if status != "DONE":
-            raise RuntimeError(f"run {item.id} ended {status}")
-        queue.extend(getattr(outcome, "handoff", None) or [])
+        if outcome.run_status != "DONE":
+            raise RuntimeError(f"run {item.id} ended {outcome.run_status} ({outcome.delivery})")
+        queue.extend(outcome.claimed.runs)
         if time.perf_counter() - last_relay >= RELAY_DELAY:  # as a worker process's debounced relay
             with engine.begin() as conn:
                 followups.relay(conn, settings.claim_batch)
@@ -99,7 +110,7 @@ def _drive(dep: Deployment, count: int, settings: Any, profiler: cProfile.Profil
     if profiler:
         profiler.disable()
     elapsed = time.perf_counter() - t0
-    for item in queue:  # a handed-on run left over: give it back
+    for item in queue:  # a claimed run left over: give it back
         with engine.begin() as conn:
             conn.execute(text("UPDATE plan_check_run SET status = 'AVAILABLE' WHERE id = :i"), {"i": item.id})
     return elapsed
@@ -115,22 +126,92 @@ def _cumulative(stats: pstats.Stats, suffix: str, names: str) -> tuple[float, in
     return total, calls
 
 
-def _counting(engine: Any) -> Callable[[], tuple[int, int]]:
-    counts = {"statements": 0, "commits": 0}
+class _Disarm(Exception):
+    """Delivered to this thread once, so that the interpreter clears its async-exception signal."""
 
-    def on_execute(*_: Any) -> None:
-        counts["statements"] += 1
+
+@contextmanager
+def _idle_withdrawal_skipped() -> Iterator[None]:
+    """Bench only (NOT plancheck's code): the lease's withdrawal of an interrupt that was never sent.
+
+    When an interruptible block ends, plancheck's lease withdraws any interrupt still pending with
+    PyThreadState_SetAsyncExc(thread, NULL). On CPython 3.11 that call signals the eval loop even
+    when nothing is pending, and nothing clears the signal again: every later function call and loop
+    turn of the process takes the slow path, and under a profiler (sys.setprofile, as cProfile) the
+    next function call loops forever. In these runs no lease is lost, so nothing is ever pending:
+    skipping the withdrawal changes nothing else. The signal left by earlier runs is cleared first by
+    delivering one exception to this thread and catching it.
+    """
+    from plancheck.scheduler import lease
+
+    withdraw_or_raise = lease._raise_in_thread
+
+    def raise_only(thread_id: int, exception: type[BaseException] | None) -> None:
+        if exception is not None:
+            withdraw_or_raise(thread_id, exception)
+
+    lease._raise_in_thread = raise_only
+    try:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), ctypes.py_object(_Disarm))
+        for _ in range(100):  # delivered at the next check of the eval loop
+            pass
+    except _Disarm:
+        pass
+    try:
+        yield
+    finally:
+        lease._raise_in_thread = withdraw_or_raise
+
+
+# Modules whose statement constants name the statements of the statement list.
+_STORE_MODULES = ("runs", "claims", "chunks", "followups", "workers", "catalog")
+
+
+def _statement_names() -> dict[int, str]:
+    """id(statement) -> 'module._NAME' for every text() constant of plancheck's store."""
+    names = {}
+    for module_name in _STORE_MODULES:
+        module = importlib.import_module(f"plancheck.store.{module_name}")
+        for name, value in vars(module).items():
+            if isinstance(value, TextClause):
+                names[id(value)] = f"{module_name}.{name}"
+    return names
+
+
+def _statement_label(sql: str) -> str:
+    """A built statement (SQLAlchemy's expression language, e.g. load_work's reads) named by its verb
+    and tables."""
+    words = re.sub(r"\s+", " ", sql).strip()
+    verb = words.split(" ", 1)[0].upper()
+    tables = re.findall(r"\b(?:FROM|INTO|UPDATE|JOIN)\s+(\w+)", words, flags=re.IGNORECASE)
+    return f"{verb} {', '.join(dict.fromkeys(tables))} (built)"
+
+
+def _counting(engine: Any) -> Callable[[], tuple[Counter[str], int]]:
+    """Count the statements and commits on `engine` until the returned reader is called; statements
+    are named after their store constant (the cheap part is done per statement, the naming at the end)."""
+    names = _statement_names()
+    executed: Counter[str] = Counter()
+    commits = [0]
+
+    def on_execute(conn: Any, cursor: Any, sql: str, parameters: Any, context: Any, executemany: bool) -> None:
+        clause = getattr(context.compiled, "statement", None)
+        executed[names.get(id(clause)) or sql] += 1
 
     def on_commit(*_: Any) -> None:
-        counts["commits"] += 1
+        commits[0] += 1
 
     event.listen(engine, "before_cursor_execute", on_execute)
     event.listen(engine, "commit", on_commit)
 
-    def read() -> tuple[int, int]:
+    def read() -> tuple[Counter[str], int]:
         event.remove(engine, "before_cursor_execute", on_execute)
         event.remove(engine, "commit", on_commit)
-        return counts["statements"], counts["commits"]
+        statements: Counter[str] = Counter()
+        known = set(names.values())
+        for key, calls in executed.items():
+            statements[key if key in known else _statement_label(key)] += calls
+        return statements, commits[0]
 
     return read
 
@@ -155,13 +236,12 @@ def _load_work_costs(dep: Deployment, repeats: int) -> list[list[object]]:
         plans = {label: catalog.create_plan(conn, dep.project_id, label, specs) for label, specs in shapes.items()}
     rows: list[list[object]] = []
     for label, plan_id in plans.items():
-        started = types.SimpleNamespace(plan_id=plan_id, id=0, token=None, attempt=1, generation=1, plan_version=1)
         times = []
         items = 0
         with engine.connect() as conn:
             for i in range(repeats + 2):
                 t0 = time.perf_counter()
-                work = load_work(conn, started)  # type: ignore[arg-type]
+                work = load_work(conn, plan_id)
                 if i >= 2:
                     times.append((time.perf_counter() - t0) * 1000)
                 items = len(work.items)
@@ -171,7 +251,9 @@ def _load_work_costs(dep: Deployment, repeats: int) -> list[list[object]]:
 
 
 def _create_costs(dep: Deployment, count: int) -> tuple[list[list[object]], float, float]:
-    """Profile `create_plan` (the API path; its claim messages go to the bench's Redis db, no worker)."""
+    """Profile `create_plan` (the API path; its run messages go to the deployment's queue, which no
+    worker reads). The lent slots outnumber the calls, so each call claims its run as with idle workers."""
+    dep.refresh_lent_slots(10_000)
     api = dep.api()
     for _ in range(5):
         api.create_plan(dep.project, CHEAP_SQL, targets=[dep.targets[0]])
@@ -198,22 +280,36 @@ def run(servers: Servers, quick: bool) -> None:
     from plancheck.core.settings import load_settings
 
     count = 100 if quick else 200
-    with deployment(servers, "prof") as dep:
+    rounds = 3
+    with deployment(servers, "prof") as dep, dep.lent_slots(1):
         settings = load_settings(dep.env())
-        progress(f"profile: {count} runs in-process, no profiler")
-        _drive(dep, 20, settings, None)  # warm-up: imports, pools, caches
+        progress(f"profile: {count} runs in-process, no profiler, {rounds} rounds")
+        _prepare(dep, 20)
+        _drive(dep, 20, settings)  # warm-up: imports, pools, caches
+        _prepare(dep, count)
         read_counts = _counting(dep.engine())
-        plain = _drive(dep, count, settings, None)
+        deployed = [_drive(dep, count, settings)]
         statements, commits = read_counts()
-        progress(f"profile: {count} runs in-process under cProfile")
-        profiler = cProfile.Profile()
-        profiled = _drive(dep, count, settings, profiler)
-        stats = pstats.Stats(profiler)
-        load_rows = _load_work_costs(dep, 10 if quick else 30)
-        progress("profile: create_plan")
-        create_rows, create_plain, create_profiled = _create_costs(dep, 50 if quick else 200)
+        skipped: list[float] = []
+        for i in range(rounds):  # alternating, so that load from elsewhere hits both alike
+            if i:
+                _prepare(dep, count)
+                deployed.append(_drive(dep, count, settings))
+            _prepare(dep, count)
+            with _idle_withdrawal_skipped():
+                skipped.append(_drive(dep, count, settings))
+        _prepare(dep, count)
+        with _idle_withdrawal_skipped():  # cProfile needs it on CPython 3.11 (see the function)
+            progress(f"profile: {count} runs in-process under cProfile")
+            profiler = cProfile.Profile()
+            profiled = _drive(dep, count, settings, profiler)
+            stats = pstats.Stats(profiler)
+            load_rows = _load_work_costs(dep, 10 if quick else 30)
+            progress("profile: create_plan")
+            create_rows, create_plain, create_profiled = _create_costs(dep, 50 if quick else 200)
         servers.flush_redis()
 
+    plain = min(deployed)
     per_run = profiled / count * 1000
     rows = []
     for label, suffix, names in _PIECES:
@@ -223,10 +319,21 @@ def run(servers: Servers, quick: bool) -> None:
         "profile: one run of the cheapest check, in-process (runner.execute + relay), per run",
         ["piece (cumulative)", "ms/run", "% of wall", "calls/run"],
         rows,
-        [f"{count} runs: {plain / count * 1000:.2f} ms/run without profiler, {per_run:.2f} ms/run under cProfile",
-         f"metadata database: {statements / count:.1f} statements and {commits / count:.1f} commits per run "
-         "(claim, execute, relay; without profiler)",
+        [f"{count} runs: {plain / count * 1000:.2f} ms/run without profiler as deployed, "
+         f"{min(skipped) / count * 1000:.2f} ms/run with the lease's idle withdrawal skipped (bench only, "
+         f"ratio {min(skipped) / plain:.2f}; best of {rounds} alternating rounds each), "
+         f"{per_run:.2f} ms/run under cProfile (withdrawal skipped: on CPython 3.11 cProfile hangs without)",
+         f"metadata database: {sum(statements.values()) / count:.1f} statements and {commits / count:.1f} commits "
+         "per run (claim, execute, relay; without profiler; the statements are listed below)",
          "indented rows are inside the row above; the 'all ...' rows cut across everything"],
+    ))
+    emit(table(
+        "profile: metadata-database statements per run, in the order first executed (same runs, no profiler)",
+        ["statement", "per run"],
+        [[label, calls / count] for label, calls in statements.items()],
+        ["module._NAME = the statement constant in plancheck/store/MODULE.py; (built) = built with SQLAlchemy's "
+         "expression language, named by its verb and tables",
+         "relay statements appear per run as the fraction of runs a relay followed"],
     ))
     emit(table(
         "profile: Plancheck.create_plan (dispatch on create), per call",
