@@ -86,9 +86,9 @@ _TERMINAL = text(
     "SELECT count(*) FROM plan_check_run WHERE plan_id = ANY(:ids) AND status IN ('DONE', 'FAILED', 'CANCELED')"
 ).bindparams(bindparam("ids", type_=ARRAY(BIGINT)))
 
-_STATUSES = text(
-    "SELECT status, count(*) FROM plan_check_run WHERE plan_id = ANY(:ids) GROUP BY status"
-).bindparams(bindparam("ids", type_=ARRAY(BIGINT)))
+_STATUSES = text("SELECT status, count(*) FROM plan_check_run WHERE plan_id = ANY(:ids) GROUP BY status").bindparams(
+    bindparam("ids", type_=ARRAY(BIGINT))
+)
 
 _REAPED = re.compile(r"(?<!chunk )\breaped run_id=")
 _CHUNK_REAPED = re.compile(r"\bchunk reaped run_id=")
@@ -117,7 +117,12 @@ def _create_fanned_out(api: Any, dep: Deployment, targets: Sequence[str], count:
 
 
 def _run_phase(
-    phase: Phase, api: Any, dep: Deployment, slow: Sequence[str], fanned_out: int, stream_seconds: float,
+    phase: Phase,
+    api: Any,
+    dep: Deployment,
+    slow: Sequence[str],
+    fanned_out: int,
+    stream_seconds: float,
     processes: Sequence[Proc],
 ) -> None:
     """Create the phase's plans (fanned-out ones first, then the stream) and wait until all are terminal."""
@@ -132,10 +137,11 @@ def _run_phase(
         with engine.connect() as conn:
             return int(conn.execute(_TERMINAL, {"ids": phase.plans}).scalar_one()) == len(phase.plans)
 
-    phase.seconds = wait_for(terminal, timeout=600, interval=0.05, what=f"{phase.name} plans to end",
-                             alive=processes) - started
+    phase.seconds = (
+        wait_for(terminal, timeout=600, interval=0.05, what=f"{phase.name} plans to end", alive=processes) - started
+    )
     time.sleep(0.5)  # the last log lines
-    logged = "".join(proc.log()[offsets.get(proc.name, 0):] for proc in processes)
+    logged = "".join(proc.log()[offsets.get(proc.name, 0) :] for proc in processes)
     phase.reaped_runs = len(_REAPED.findall(logged))
     phase.reaped_chunks = len(_CHUNK_REAPED.findall(logged))
     with engine.connect() as conn:
@@ -147,22 +153,21 @@ def run(servers: Servers, quick: bool) -> None:
     fanned_out = 6 if quick else 12
     stream_seconds = 5.0 if quick else 10.0
     slots = WORKERS * SLOTS_EACH
-    with deployment(servers, "cap", targets=8) as dep:
-        with delayed_proxy(dep.upstream(), ONE_WAY_MS) as port:
-            slow = dep.register_behind_proxy("remote", port)
-            servers.flush_redis()
-            with cluster(dep.env(**SETTINGS)) as running:
-                workers = [running.worker(f"w{i + 1}", SLOTS_EACH) for i in range(WORKERS)]
-                running.beat()
-                wait_ready(workers)
-                dep.wait_for_slots(slots, running.processes)
-                api = dep.api()
-                _run_phase(Phase("warm-up"), api, dep, slow, 1, 1.0, running.processes)
-                idle = Phase("idle: small plans alone")
-                _run_phase(idle, api, dep, slow, 0, stream_seconds, running.processes)
-                saturated = Phase("saturated: fanned-out + small plans")
-                _run_phase(saturated, api, dep, slow, fanned_out, stream_seconds, running.processes)
-            servers.flush_redis()
+    with deployment(servers, "cap", targets=8) as dep, delayed_proxy(dep.upstream(), ONE_WAY_MS) as port:
+        slow = dep.register_behind_proxy("remote", port)
+        servers.flush_redis()
+        with cluster(dep.env(**SETTINGS)) as running:
+            workers = [running.worker(f"w{i + 1}", SLOTS_EACH) for i in range(WORKERS)]
+            running.beat()
+            wait_ready(workers)
+            dep.wait_for_slots(slots, running.processes)
+            api = dep.api()
+            _run_phase(Phase("warm-up"), api, dep, slow, 1, 1.0, running.processes)
+            idle = Phase("idle: small plans alone")
+            _run_phase(idle, api, dep, slow, 0, stream_seconds, running.processes)
+            saturated = Phase("saturated: fanned-out + small plans")
+            _run_phase(saturated, api, dep, slow, fanned_out, stream_seconds, running.processes)
+        servers.flush_redis()
     _emit([idle, saturated], slots, stream_seconds)
 
 
@@ -180,32 +185,62 @@ def _emit(phases: list[Phase], slots: int, stream_seconds: float) -> None:
     rows = []
     for phase in phases:
         chunks = [row for row in phase.executions if row.chunk is not None]
-        busy = sum(float(row.run_s) for row in phase.executions
-                   if _kind(row, phase) != FANNED_OUT_RUN and row.run_s is not None)
+        busy = sum(
+            float(row.run_s)
+            for row in phase.executions
+            if _kind(row, phase) != FANNED_OUT_RUN and row.run_s is not None
+        )
         lost_runs = sum(row.outcome == "LOST" and row.chunk is None for row in phase.executions)
         lost_chunks = sum(row.outcome == "LOST" for row in chunks)
         not_done = sum(count for status, count in phase.statuses.items() if status != "DONE")
-        rows.append([phase.name, len(phase.fanned_out), len(phase.small), len(chunks), phase.seconds,
-                     busy / (phase.seconds * slots) * 100, not_done, phase.reaped_runs + lost_runs,
-                     phase.reaped_chunks + lost_chunks])
+        rows.append(
+            [
+                phase.name,
+                len(phase.fanned_out),
+                len(phase.small),
+                len(chunks),
+                phase.seconds,
+                busy / (phase.seconds * slots) * 100,
+                not_done,
+                phase.reaped_runs + lost_runs,
+                phase.reaped_chunks + lost_chunks,
+            ]
+        )
     saturated = phases[-1]
-    longest = {kind: max((float(row.waited_s) for row in saturated.executions if (row.chunk is not None) == chunk),
-                         default=0.0) for kind, chunk in (("run", False), ("chunk", True))}
+    longest = {
+        kind: max(
+            (float(row.waited_s) for row in saturated.executions if (row.chunk is not None) == chunk), default=0.0
+        )
+        for kind, chunk in (("run", False), ("chunk", True))
+    }
     clean = all(row[6] == row[7] == row[8] == 0 for row in rows)
-    emit(table(
-        f"capacity: a saturated backlog, {WORKERS} workers x {SLOTS_EACH} slots, lease {lease:g} s, chunk size 1",
-        ["phase", "fanned-out plans", "small plans", "chunks", "drain s", "slot use %", "runs not DONE",
-         "runs reaped", "chunks retried"],
-        rows,
-        [f"fanned-out plan: {len(SLOW_SQL.splitlines())} UPDATEs on 8 targets behind a proxy adding "
-         f"{ONE_WAY_MS:g} ms each way (8 chunks); small plans: one statement on a local target, "
-         f"{STREAM_RATE:g}/s for {stream_seconds:g} s",
-         f"longest wait for a slot: {longest['run']:.1f} s for a run ({longest['run'] / lease:.1f}x the lease), "
-         f"{longest['chunk']:.1f} s for a chunk ({longest['chunk'] / lease:.1f}x): waiting work holds no lease",
-         "runs reaped / chunks retried = 'reaped' log lines of beat and workers + LOST executions in "
-         "plan_check_attempt; both must be 0 without faults: " + ("0 in every phase" if clean else "NOT 0"),
-         "slot use % = execution time of small runs and chunks / (drain s x slots)"],
-    ))
+    emit(
+        table(
+            f"capacity: a saturated backlog, {WORKERS} workers x {SLOTS_EACH} slots, lease {lease:g} s, chunk size 1",
+            [
+                "phase",
+                "fanned-out plans",
+                "small plans",
+                "chunks",
+                "drain s",
+                "slot use %",
+                "runs not DONE",
+                "runs reaped",
+                "chunks retried",
+            ],
+            rows,
+            [
+                f"fanned-out plan: {len(SLOW_SQL.splitlines())} UPDATEs on 8 targets behind a proxy adding "
+                f"{ONE_WAY_MS:g} ms each way (8 chunks); small plans: one statement on a local target, "
+                f"{STREAM_RATE:g}/s for {stream_seconds:g} s",
+                f"longest wait for a slot: {longest['run']:.1f} s for a run ({longest['run'] / lease:.1f}x the lease), "
+                f"{longest['chunk']:.1f} s for a chunk ({longest['chunk'] / lease:.1f}x): waiting work holds no lease",
+                "runs reaped / chunks retried = 'reaped' log lines of beat and workers + LOST executions in "
+                "plan_check_attempt; both must be 0 without faults: " + ("0 in every phase" if clean else "NOT 0"),
+                "slot use % = execution time of small runs and chunks / (drain s x slots)",
+            ],
+        )
+    )
     detail = []
     for phase in phases:
         kinds: dict[str, list[Any]] = {}
@@ -218,21 +253,50 @@ def _emit(phases: list[Phase], slots: int, stream_seconds: float) -> None:
             waited = [float(row.waited_s) for row in found]
             hops = [float(row.hop_ms) for row in found]
             ran = [float(row.run_s) * 1000 for row in found if row.run_s is not None]
-            detail.append([phase.name, kind, len(found), percentile(waited, 50), percentile(waited, 95),
-                           max(waited), percentile(hops, 50), percentile(hops, 95), percentile(hops, 99), max(hops),
-                           percentile(ran, 50) if kind != FANNED_OUT_RUN else "-"])
-    small = {phase.name: [float(row.hop_ms) for row in phase.executions if _kind(row, phase) == "small runs"]
-             for phase in phases}
+            detail.append(
+                [
+                    phase.name,
+                    kind,
+                    len(found),
+                    percentile(waited, 50),
+                    percentile(waited, 95),
+                    max(waited),
+                    percentile(hops, 50),
+                    percentile(hops, 95),
+                    percentile(hops, 99),
+                    max(hops),
+                    percentile(ran, 50) if kind != FANNED_OUT_RUN else "-",
+                ]
+            )
+    small = {
+        phase.name: [float(row.hop_ms) for row in phase.executions if _kind(row, phase) == "small runs"]
+        for phase in phases
+    }
     idle_hop, saturated_hop = (percentile(values, 50) for values in small.values())
-    emit(table(
-        "capacity: waiting for a slot, and claim -> start, per kind of execution",
-        ["phase", "executions of", "n", "waited p50 s", "p95 s", "max s", "claim->start p50 ms", "p95 ms",
-         "p99 ms", "max ms", "execution p50 ms"],
-        detail,
-        ["waited = created -> claimed (runs) or the run's fan-out -> claimed (chunks): time in PostgreSQL "
-         "waiting for a free slot, which holds no lease",
-         "claim->start = the run or chunk message: publish, queue, pick-up by a pool process, start transaction",
-         f"small runs' claim->start p50, saturated / idle: {saturated_hop / idle_hop:.2f} "
-         f"({saturated_hop:.1f} / {idle_hop:.1f} ms)",
-         "a fanned-out run's own execution only stores its chunks; it stays open until the last chunk ends"],
-    ))
+    emit(
+        table(
+            "capacity: waiting for a slot, and claim -> start, per kind of execution",
+            [
+                "phase",
+                "executions of",
+                "n",
+                "waited p50 s",
+                "p95 s",
+                "max s",
+                "claim->start p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "max ms",
+                "execution p50 ms",
+            ],
+            detail,
+            [
+                "waited = created -> claimed (runs) or the run's fan-out -> claimed (chunks): time in PostgreSQL "
+                "waiting for a free slot, which holds no lease",
+                "claim->start = the run or chunk message: publish, queue, pick-up by a pool process, start transaction",
+                f"small runs' claim->start p50, saturated / idle: {saturated_hop / idle_hop:.2f} "
+                f"({saturated_hop:.1f} / {idle_hop:.1f} ms)",
+                "a fanned-out run's own execution only stores its chunks; it stays open until the last chunk ends",
+            ],
+        )
+    )

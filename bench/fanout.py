@@ -71,13 +71,17 @@ class Chunks:
 def _chunks(dep: Any, plan_id: int) -> Chunks:
     with dep.engine().connect() as conn:
         rows = [row for row in conn.execute(_EXECUTIONS, {"plan_id": plan_id}) if row.chunk is not None]
-    return Chunks(len(rows), sum(row.outcome == "LOST" for row in rows),
-                  [float(row.run_ms) for row in rows if row.run_ms is not None],
-                  [float(row.hop_ms) for row in rows if row.hop_ms is not None])
+    return Chunks(
+        len(rows),
+        sum(row.outcome == "LOST" for row in rows),
+        [float(row.run_ms) for row in rows if row.run_ms is not None],
+        [float(row.hop_ms) for row in rows if row.hop_ms is not None],
+    )
 
 
-def _timed_plan(api: object, project: str, group: str, targets: int, alive: Sequence[Proc] = (),
-                timeout: float = 600) -> tuple[int, float]:
+def _timed_plan(
+    api: object, project: str, group: str, targets: int, alive: Sequence[Proc] = (), timeout: float = 600
+) -> tuple[int, float]:
     """(plan id, seconds from create_plan to a terminal status); fails unless DONE with every target."""
     t0 = time.perf_counter()
     plan_id = api.create_plan(project, CHEAP_SQL, group=group)  # type: ignore[attr-defined]
@@ -118,8 +122,9 @@ def run(servers: Servers, quick: bool) -> None:
     with deployment(servers, "fan", targets=targets, target_prefix=prefix) as dep:
         setup_seconds = time.monotonic() - t0
         api = dep.api()
-        api.create_group(dep.project, "local",
-                         f'resource.instance_id == "local" && resource.database_name.startsWith("{prefix}")')
+        api.create_group(
+            dep.project, "local", f'resource.instance_id == "local" && resource.database_name.startsWith("{prefix}")'
+        )
         measured = {"local": _measure(servers, dep, api, "local", targets, worker_counts, modes)}
         with delayed_proxy(dep.upstream(), ONE_WAY_MS) as port:
             dep.register_behind_proxy("remote", port)
@@ -128,16 +133,26 @@ def run(servers: Servers, quick: bool) -> None:
         servers.flush_redis()
         teardown_start = time.monotonic()
     teardown_seconds = time.monotonic() - teardown_start
-    setup = (f"{targets} target databases (created in {setup_seconds:.0f} s, dropped in {teardown_seconds:.0f} s); "
-             "one timed plan per cell after one warm-up plan")
+    setup = (
+        f"{targets} target databases (created in {setup_seconds:.0f} s, dropped in {teardown_seconds:.0f} s); "
+        "one timed plan per cell after one warm-up plan"
+    )
     for network, result in measured.items():
-        where = ("on this machine" if network == "local"
-                 else f"behind a proxy adding {ONE_WAY_MS:.0f} ms each way (10 ms round trips)")
+        where = (
+            "on this machine"
+            if network == "local"
+            else f"behind a proxy adding {ONE_WAY_MS:.0f} ms each way (10 ms round trips)"
+        )
         _emit(result, f"{targets} targets {where}", targets, worker_counts, modes, setup)
 
 
 def _measure(
-    servers: Servers, dep: Any, api: Any, group: str, targets: int, worker_counts: Sequence[int],
+    servers: Servers,
+    dep: Any,
+    api: Any,
+    group: str,
+    targets: int,
+    worker_counts: Sequence[int],
     modes: Sequence[tuple[str, int]],
 ) -> Measured:
     measured = Measured({}, {}, {})
@@ -163,7 +178,11 @@ def _measure(
 
 
 def _emit(
-    measured: Measured, what: str, targets: int, worker_counts: Sequence[int], modes: Sequence[tuple[str, int]],
+    measured: Measured,
+    what: str,
+    targets: int,
+    worker_counts: Sequence[int],
+    modes: Sequence[tuple[str, int]],
     setup: str,
 ) -> None:
     def mean(values: list[float]) -> float:
@@ -182,24 +201,55 @@ def _emit(
         f"on: PLANCHECK_CHUNK_SIZE={modes[1][1]} ({-(-targets // modes[1][1])} chunks)",
         "per process = (on@1 / on@N) / N: 1.0 is linear scaling",
     ]
-    emit(table(f"fan-out: one plan, {what}, wall time create -> DONE",
-               ["processes", "off s", "off targets/s", "on s", "on targets/s", "on vs off", "on vs on@1",
-                "per process"], rows, notes))
+    emit(
+        table(
+            f"fan-out: one plan, {what}, wall time create -> DONE",
+            ["processes", "off s", "off targets/s", "on s", "on targets/s", "on vs off", "on vs on@1", "per process"],
+            rows,
+            notes,
+        )
+    )
     detail = []
     for workers in worker_counts:
         for mode, _ in modes:
             runs_ = tasks[(mode, workers)].get("plancheck.run", [])
             chunks = measured.chunks[(mode, workers)]
-            detail.append([mode, workers, ", ".join(f"{v:.2f}" for v in results[(mode, workers)]),
-                           len(runs_), mean(runs_) * 1000, chunks.executions, mean(chunks.run_ms),
-                           median(chunks.hop_ms) if chunks.hop_ms else 0.0, chunks.lost,
-                           (sum(runs_) * 1000 + sum(chunks.run_ms)) / targets])
-    emit(table(f"fan-out: {what}: the timed plans' executions",
-               ["mode", "processes", "seconds", "run tasks", "run ms", "chunks run", "chunk ms",
-                "chunk claim->start p50", "chunks retried", "ms/target"],
-               detail,
-               ["run tasks, run ms: the plancheck.run task (celery's 'succeeded in'); it checks every target (off) "
+            detail.append(
+                [
+                    mode,
+                    workers,
+                    ", ".join(f"{v:.2f}" for v in results[(mode, workers)]),
+                    len(runs_),
+                    mean(runs_) * 1000,
+                    chunks.executions,
+                    mean(chunks.run_ms),
+                    median(chunks.hop_ms) if chunks.hop_ms else 0.0,
+                    chunks.lost,
+                    (sum(runs_) * 1000 + sum(chunks.run_ms)) / targets,
+                ]
+            )
+    emit(
+        table(
+            f"fan-out: {what}: the timed plans' executions",
+            [
+                "mode",
+                "processes",
+                "seconds",
+                "run tasks",
+                "run ms",
+                "chunks run",
+                "chunk ms",
+                "chunk claim->start p50",
+                "chunks retried",
+                "ms/target",
+            ],
+            detail,
+            [
+                "run tasks, run ms: the plancheck.run task (celery's 'succeeded in'); it checks every target (off) "
                 "or stores the chunks (on)",
                 "chunks run, chunk ms, claim->start, retried: chunk executions in plan_check_attempt (server clock); "
                 "retried = LOST",
-                "ms/target = (run task time + chunk execution time) / targets, summed over processes"]))
+                "ms/target = (run task time + chunk execution time) / targets, summed over processes",
+            ],
+        )
+    )

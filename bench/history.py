@@ -111,8 +111,12 @@ _COUNTS = text(
 )
 
 # (claim statement, table) pairs of the EXPLAIN check's columns.
-_SCANNED = [("runs", "plan_check_run"), ("runs", "plan_check_chunk"), ("chunks", "plan_check_chunk"),
-            ("chunks", "plan_check_run")]
+_SCANNED = [
+    ("runs", "plan_check_run"),
+    ("runs", "plan_check_chunk"),
+    ("chunks", "plan_check_chunk"),
+    ("chunks", "plan_check_run"),
+]
 
 
 def _statements() -> dict[str, TextClause]:
@@ -131,7 +135,7 @@ def inner_select(claim_sql: str) -> str:
     while depth:
         depth += {"(": 1, ")": -1}.get(claim_sql[i], 0)
         i += 1
-    return claim_sql[start.end(): i - 1].strip()
+    return claim_sql[start.end() : i - 1].strip()
 
 
 def _params(batch: int) -> dict[str, Any]:
@@ -141,10 +145,9 @@ def _params(batch: int) -> dict[str, Any]:
 def explain(engine: Engine, statement: TextClause, batch: int, whole: bool = False) -> str:
     """EXPLAIN (ANALYZE, BUFFERS) of a claim statement's inner SELECT (or of the whole UPDATE), rolled back."""
     sql = str(statement.text).strip() if whole else inner_select(str(statement.text))
-    with engine.connect() as conn:
-        with conn.begin() as trans:
-            rows = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS, COSTS) " + sql), _params(batch)).all()
-            trans.rollback()
+    with engine.connect() as conn, conn.begin() as trans:
+        rows = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS, COSTS) " + sql), _params(batch)).all()
+        trans.rollback()
     return "\n".join(row[0] for row in rows)
 
 
@@ -154,7 +157,6 @@ def scans(plan: str, table_name: str, empty: bool) -> str:
     if empty:
         found = [f"{how} (empty table)" if how == "Seq Scan" else how for how in found]
     return ", ".join(dict.fromkeys(found)) or "-"
-
 
 
 def _lend_slots(engine: Engine) -> None:
@@ -218,9 +220,17 @@ def _case(engine: Engine, name: str, rows: int, claims: int) -> dict[str, Any]:
     parts = {"lock": time_calls(engine, claims, _lock)[0]}
     for key, statement in statements.items():
         parts[key] = time_calls(engine, claims, _statement(statement, 1))[0]
-    return {"name": name, "rows": rows, "plans": plans, "one": one, "fifty": fifty, "got": (got_one, got_fifty),
-            "parts": parts, "claims": claims,
-            "empty": {"plan_check_run": counts.runs == 0, "plan_check_chunk": counts.chunks == 0}}
+    return {
+        "name": name,
+        "rows": rows,
+        "plans": plans,
+        "one": one,
+        "fifty": fifty,
+        "got": (got_one, got_fifty),
+        "parts": parts,
+        "claims": claims,
+        "empty": {"plan_check_run": counts.runs == 0, "plan_check_chunk": counts.chunks == 0},
+    }
 
 
 def run(servers: Servers, quick: bool) -> None:
@@ -281,15 +291,19 @@ def run(servers: Servers, quick: bool) -> None:
 
         chunks_total = fanned_runs * per_run
         with engine.begin() as conn:
-            conn.execute(_CHUNKS, {"offset": 300_000_000, "runs": fanned_runs, "per_run": per_run,
-                                   "running_per_run": per_run // 2})
+            conn.execute(
+                _CHUNKS,
+                {"offset": 300_000_000, "runs": fanned_runs, "per_run": per_run, "running_per_run": per_run // 2},
+            )
         _analyze(engine, vacuum=True)
         total += fanned_runs
-        cases.append(_case(engine, f"same + {chunks_total // 2:,} RUNNING, {chunks_total // 2:,} AVAILABLE chunks",
-                           total, claims))
+        cases.append(
+            _case(
+                engine, f"same + {chunks_total // 2:,} RUNNING, {chunks_total // 2:,} AVAILABLE chunks", total, claims
+            )
+        )
         with engine.begin() as conn:
-            conn.execute(_CHUNKS, {"offset": 400_000_000, "runs": 1, "per_run": big_plan_chunks,
-                                   "running_per_run": 0})
+            conn.execute(_CHUNKS, {"offset": 400_000_000, "runs": 1, "per_run": big_plan_chunks, "running_per_run": 0})
         _analyze(engine, vacuum=True)
         total += 1
         chunk_case = _case(engine, f"same + 1 run of {big_plan_chunks:,} AVAILABLE chunks", total, claims // 2)
@@ -314,51 +328,89 @@ def _emit(cases: list[dict[str, Any]], backlog: int, big: int, build_seconds: fl
     base = cases[0]
     rows = []
     for case in cases:
-        rows.append([
-            case["name"], case["rows"], case["claims"],
-            median(case["one"]), percentile(case["one"], 95), median(case["one"]) / median(base["one"]),
-            median(case["fifty"]), percentile(case["fifty"], 95), median(case["fifty"]) / median(base["fifty"]),
-            f"{case['got'][0]}/{case['got'][1]}",
-        ])
+        rows.append(
+            [
+                case["name"],
+                case["rows"],
+                case["claims"],
+                median(case["one"]),
+                percentile(case["one"], 95),
+                median(case["one"]) / median(base["one"]),
+                median(case["fifty"]),
+                percentile(case["fifty"], 95),
+                median(case["fifty"]) / median(base["fifty"]),
+                f"{case['got'][0]}/{case['got'][1]}",
+            ]
+        )
     full = cases[2]
     ratio = max(median(full["one"]) / median(base["one"]), median(full["fifty"]) / median(base["fifty"]))
-    emit(table(
-        "history: plancheck's claim (claims.claim: lock, chunk UPDATE, run UPDATE), ms per claim, each rolled back",
-        ["table", "rows", "claims", "b1 p50", "b1 p95", "b1 ratio", "b50 p50", "b50 p95", "b50 ratio", "claimed"],
-        rows,
-        [f"backlog: {backlog:,} AVAILABLE runs at the tail (rows 4 to 7: {big:,}; rows 5 and 6 claim chunks); "
-         f"history built in {build_seconds:.0f} s, plan_check_run {size} with indexes",
-         f"goal: history/empty < 1.5 (third row against the first): measured {ratio:.2f} "
-         "(worst of batch 1 and batch 50)",
-         "the second row has the RUNNING rows without the DONE history: it separates the two",
-         f"a stand-in worker lends {LENT_SLOTS:,} slots (worker_slots), so every claim gets its batch",
-         "claims = batch-1 claims timed (batch 50: half as many); "
-         "claimed = rows the last batch-1 / batch-50 claim returned"],
-    ))
-    emit(table(
-        "history: the claim's parts alone, batch 1, median ms (each in its own rolled-back transaction)",
-        ["table", "advisory lock", "chunk UPDATE", "run UPDATE", "sum of parts", "whole claim"],
-        [[case["name"], *(median(case["parts"][key]) for key in ("lock", "chunks", "runs")),
-          sum(median(values) for values in case["parts"].values()), median(case["one"])] for case in cases],
-        ["the same three statements as the whole claim, each timed in a transaction of its own (the run UPDATE "
-         "alone claims a run even where the whole claim takes a chunk instead)"],
-    ))
-    emit(table(
-        "history: what the claims' inner SELECTs read (EXPLAIN ANALYZE after ANALYZE, batch 1)",
-        ["table", "run claim: plan_check_run", "run claim: plan_check_chunk", "chunk claim: plan_check_chunk",
-         "chunk claim: plan_check_run"],
-        [[case["name"], *(scans(case["plans"][claim], read, case["empty"][read]) for claim, read in _SCANNED)]
-         for case in cases],
-        ["the claimable rows come from plan_check_run_claimable_idx / plan_check_chunk_claimable_idx (partial: "
-         "AVAILABLE only, in id order); the other scans count the executing rows against the free slots "
-         "(occupying_idx: RUNNING runs not fanned out; chunk lease_idx: RUNNING chunks) or check a chunk's run "
-         "(pkey)",
-         f"sequential scans of a non-empty plan_check_run or plan_check_chunk in these {2 * len(cases)} plans: "
-         f"{_seq_scans(cases)}"],
-    ))
+    emit(
+        table(
+            "history: plancheck's claim (claims.claim: lock, chunk UPDATE, run UPDATE), ms per claim, each rolled back",
+            ["table", "rows", "claims", "b1 p50", "b1 p95", "b1 ratio", "b50 p50", "b50 p95", "b50 ratio", "claimed"],
+            rows,
+            [
+                f"backlog: {backlog:,} AVAILABLE runs at the tail (rows 4 to 7: {big:,}; rows 5 and 6 claim chunks); "
+                f"history built in {build_seconds:.0f} s, plan_check_run {size} with indexes",
+                f"goal: history/empty < 1.5 (third row against the first): measured {ratio:.2f} "
+                "(worst of batch 1 and batch 50)",
+                "the second row has the RUNNING rows without the DONE history: it separates the two",
+                f"a stand-in worker lends {LENT_SLOTS:,} slots (worker_slots), so every claim gets its batch",
+                "claims = batch-1 claims timed (batch 50: half as many); "
+                "claimed = rows the last batch-1 / batch-50 claim returned",
+            ],
+        )
+    )
+    emit(
+        table(
+            "history: the claim's parts alone, batch 1, median ms (each in its own rolled-back transaction)",
+            ["table", "advisory lock", "chunk UPDATE", "run UPDATE", "sum of parts", "whole claim"],
+            [
+                [
+                    case["name"],
+                    *(median(case["parts"][key]) for key in ("lock", "chunks", "runs")),
+                    sum(median(values) for values in case["parts"].values()),
+                    median(case["one"]),
+                ]
+                for case in cases
+            ],
+            [
+                "the same three statements as the whole claim, each timed in a transaction of its own (the run UPDATE "
+                "alone claims a run even where the whole claim takes a chunk instead)"
+            ],
+        )
+    )
+    emit(
+        table(
+            "history: what the claims' inner SELECTs read (EXPLAIN ANALYZE after ANALYZE, batch 1)",
+            [
+                "table",
+                "run claim: plan_check_run",
+                "run claim: plan_check_chunk",
+                "chunk claim: plan_check_chunk",
+                "chunk claim: plan_check_run",
+            ],
+            [
+                [case["name"], *(scans(case["plans"][claim], read, case["empty"][read]) for claim, read in _SCANNED)]
+                for case in cases
+            ],
+            [
+                "the claimable rows come from plan_check_run_claimable_idx / plan_check_chunk_claimable_idx (partial: "
+                "AVAILABLE only, in id order); the other scans count the executing rows against the free slots "
+                "(occupying_idx: RUNNING runs not fanned out; chunk lease_idx: RUNNING chunks) or check a chunk's run "
+                "(pkey)",
+                f"sequential scans of a non-empty plan_check_run or plan_check_chunk in these {2 * len(cases)} plans: "
+                f"{_seq_scans(cases)}",
+            ],
+        )
+    )
 
 
 def _seq_scans(cases: list[dict[str, Any]]) -> str:
-    found = [f"{case['name']} ({key} claim)" for case in cases for key, plan in case["plans"].items()
-             if any(f"Seq Scan on {name} " in plan for name, empty in case["empty"].items() if not empty)]
+    found = [
+        f"{case['name']} ({key} claim)"
+        for case in cases
+        for key, plan in case["plans"].items()
+        if any(f"Seq Scan on {name} " in plan for name, empty in case["empty"].items() if not empty)
+    ]
     return "; ".join(found) or "none"

@@ -135,7 +135,7 @@ def run(servers: Servers, quick: bool) -> None:
                 results.append((name, _measure(dep, ids, running.processes), calls, achieved))
                 elapsed = time.monotonic() - t0
                 time.sleep(0.3)
-                logged = {proc.name: proc.log()[offsets.get(proc.name, 0):] for proc in running.processes}
+                logged = {proc.name: proc.log()[offsets.get(proc.name, 0) :] for proc in running.processes}
                 tasks = task_times(logged[worker.name])
                 by_worker = len(_CLAIMED.findall(logged[worker.name]))
                 by_beat = sum(len(_CLAIMED.findall(text_)) for proc, text_ in logged.items() if proc != worker.name)
@@ -164,40 +164,82 @@ def run(servers: Servers, quick: bool) -> None:
     rows = []
     for name, timings, calls, achieved in results:
         start = timings["start"]
-        rows.append([name, len(start), achieved, percentile(start, 50), percentile(start, 95), percentile(start, 99),
-                     max(start), percentile([c * 1000 for c in calls], 50)])
+        rows.append(
+            [
+                name,
+                len(start),
+                achieved,
+                percentile(start, 50),
+                percentile(start, 95),
+                percentile(start, 99),
+                max(start),
+                percentile([c * 1000 for c in calls], 50),
+            ]
+        )
     dispatch = results[0][1]["start"]
     met = percentile(dispatch, 50) < 10 and percentile(dispatch, 99) < 30
-    emit(table(
-        f"latency: created -> started, ms (offered {rate:.0f} runs/s unless named, "
-        f"worker -P prefork -c {concurrency}, one beat)",
-        ["variant", "runs", "runs/s", "p50", "p95", "p99", "max", "create call p50"],
-        rows,
-        ["created = plan_check_run.created_at (create transaction start), started = plan_check_attempt.started_at",
-         "runs/s = the rate the client achieved (open loop); "
-         "a p50 of seconds means the cluster fell behind the offered load",
-         f"goal with dispatch at {rate:.0f}/s: p50 < 10 ms and p99 < 30 ms: {'met' if met else 'NOT met'}"],
-    ))
+    emit(
+        table(
+            f"latency: created -> started, ms (offered {rate:.0f} runs/s unless named, "
+            f"worker -P prefork -c {concurrency}, one beat)",
+            ["variant", "runs", "runs/s", "p50", "p95", "p99", "max", "create call p50"],
+            rows,
+            [
+                "created = plan_check_run.created_at (create transaction start), started = "
+                "plan_check_attempt.started_at",
+                "runs/s = the rate the client achieved (open loop); "
+                "a p50 of seconds means the cluster fell behind the offered load",
+                f"goal with dispatch at {rate:.0f}/s: p50 < 10 ms and p99 < 30 ms: {'met' if met else 'NOT met'}",
+            ],
+        )
+    )
     rows = []
     for name, timings, _, _ in results:
-        rows.append([name, percentile(timings["claim"], 50), percentile(timings["claim"], 99),
-                     percentile(timings["hop"], 50), percentile(timings["hop"], 99),
-                     percentile(timings["check"], 50), percentile(timings["check"], 99)])
-    emit(table(
-        "latency breakdown, ms: created -> claimed -> started -> finished",
-        ["variant", "claim p50", "claim p99", "claim->start p50", "p99", "start->finish p50", "p99"],
-        rows,
-        ["claim = claimed_at - created_at (the create transaction's own duration, then the claim: "
-         "by the API on dispatch, by beat or a finishing run otherwise)",
-         "claim->start = the run message: publish, queue, pick-up by a pool process, start transaction"],
-    ))
-    emit(table(
-        "latency: who claimed each phase's runs, the tasks it ran (celery's 'succeeded in'), how busy the pool was",
-        ["variant", "by API", "by beat", "by a finishing run", "runs", "run ms", "relays", "relay ms",
-         "pool busy %"],
-        busy,
-        ["by beat / by a finishing run: 'claimed' log lines of beat and of the worker; by API = the phase's runs "
-         "less those",
-         "pool busy % = time inside tasks / (phase wall time x pool processes), from the phase's first create until "
-         "its last run finished; near 100 % the queue grows"],
-    ))
+        rows.append(
+            [
+                name,
+                percentile(timings["claim"], 50),
+                percentile(timings["claim"], 99),
+                percentile(timings["hop"], 50),
+                percentile(timings["hop"], 99),
+                percentile(timings["check"], 50),
+                percentile(timings["check"], 99),
+            ]
+        )
+    emit(
+        table(
+            "latency breakdown, ms: created -> claimed -> started -> finished",
+            ["variant", "claim p50", "claim p99", "claim->start p50", "p99", "start->finish p50", "p99"],
+            rows,
+            [
+                "claim = claimed_at - created_at (the create transaction's own duration, then the claim: "
+                "by the API on dispatch, by beat or a finishing run otherwise)",
+                "claim->start = the run message: publish, queue, pick-up by a pool process, start transaction",
+            ],
+        )
+    )
+    emit(
+        table(
+            "latency: who claimed each phase's runs, the tasks it ran (celery's 'succeeded in'), how busy the pool was",
+            [
+                "variant",
+                "by API",
+                "by beat",
+                "by a finishing run",
+                "runs",
+                "run ms",
+                "relays",
+                "relay ms",
+                "pool busy %",
+            ],
+            busy,
+            [
+                "by beat / by a finishing run: 'claimed' log lines of beat and of the worker; by "
+                "API = the phase's runs "
+                "less those",
+                "pool busy % = time inside tasks / (phase wall time x pool processes), from the "
+                "phase's first create until "
+                "its last run finished; near 100 % the queue grows",
+            ],
+        )
+    )

@@ -35,8 +35,13 @@ def run(servers: Servers, quick: bool) -> None:
                 dep.insert_backlog(checkpoint - done)
                 t0 = time.monotonic()
                 api._dispatch_claim()
-                finished = wait_for(lambda c=checkpoint: dep.count_status("DONE") >= c, timeout=1800, interval=0.1,
-                                    what=f"{checkpoint} runs DONE", alive=running.processes)
+                finished = wait_for(
+                    lambda c=checkpoint: dep.count_status("DONE") >= c,
+                    timeout=1800,
+                    interval=0.1,
+                    what=f"{checkpoint} runs DONE",
+                    alive=running.processes,
+                )
                 seconds = finished - t0
                 rate = (checkpoint - done) / seconds
                 done = checkpoint
@@ -44,17 +49,31 @@ def run(servers: Servers, quick: bool) -> None:
                 main, kids, count = worker_rss_kib(worker.pid)
                 total = main + kids
                 base = base or total
-                rows.append([checkpoint, rate, main / 1024, kids / 1024, count, total / 1024,
-                             (total - base) / 1024, (total - base) / base * 100])
+                rows.append(
+                    [
+                        checkpoint,
+                        rate,
+                        main / 1024,
+                        kids / 1024,
+                        count,
+                        total / 1024,
+                        (total - base) / 1024,
+                        (total - base) / base * 100,
+                    ]
+                )
         counts = dep.status_counts()
         servers.flush_redis()
     if counts.get("DONE") != checkpoints[-1]:
         raise RuntimeError(f"expected {checkpoints[-1]} DONE runs, got {counts}")
     growth = rows[-1][6]
-    emit(table(
-        f"memory: celery worker RSS (-P prefork -c {concurrency}), MiB",
-        ["runs done", "runs/s", "main", "children", "n", "total", "vs first", "growth %"],
-        rows,
-        [f"growth from {checkpoints[0]:,} to {checkpoints[-1]:,} runs: {growth:+.1f} MiB "
-         f"({rows[-1][7]:+.1f} %); runs/s = rate of that segment (backlog drained by one claim)"],
-    ))
+    emit(
+        table(
+            f"memory: celery worker RSS (-P prefork -c {concurrency}), MiB",
+            ["runs done", "runs/s", "main", "children", "n", "total", "vs first", "growth %"],
+            rows,
+            [
+                f"growth from {checkpoints[0]:,} to {checkpoints[-1]:,} runs: {growth:+.1f} MiB "
+                f"({rows[-1][7]:+.1f} %); runs/s = rate of that segment (backlog drained by one claim)"
+            ],
+        )
+    )

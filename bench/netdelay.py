@@ -49,8 +49,9 @@ async def _serve(upstream: tuple[str, int] | str, delay: float, ready: asyncio.F
             server_reader, server_writer = await asyncio.open_unix_connection(upstream)
         else:
             server_reader, server_writer = await asyncio.open_connection(*upstream)
-        await asyncio.gather(_forward(client_reader, server_writer, delay),
-                             _forward(server_reader, client_writer, delay))
+        await asyncio.gather(
+            _forward(client_reader, server_writer, delay), _forward(server_reader, client_writer, delay)
+        )
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     ready.set_result(server.sockets[0].getsockname()[1])
@@ -63,12 +64,13 @@ def delayed_proxy(upstream: tuple[str, int] | str, one_way_ms: float) -> Iterato
     """Serve a proxy to `upstream` ((host, port) or a Unix socket path) on 127.0.0.1; yields its port."""
     loop = asyncio.new_event_loop()
     ready: asyncio.Future[int] = loop.create_future()
-    loop.create_task(_serve(upstream, one_way_ms / 1000, ready))
+    serving = loop.create_task(_serve(upstream, one_way_ms / 1000, ready))  # held: a loop keeps tasks weakly
     thread = threading.Thread(target=loop.run_forever, name="bench-netdelay", daemon=True)
     thread.start()
     try:
         yield asyncio.run_coroutine_threadsafe(asyncio.wait_for(asyncio.shield(ready), 10), loop).result()
     finally:
+        loop.call_soon_threadsafe(serving.cancel)
         asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)

@@ -125,7 +125,10 @@ def _noop(servers: Servers, count: int, concurrency: int, pool: str) -> tuple[fl
         started = wait_ready([worker])
         finished = wait_for(
             lambda: client.llen(queue) == 0 and client.hlen("unacked") == 0,
-            timeout=600, interval=0.005, what="no-op queue to drain", alive=[worker],
+            timeout=600,
+            interval=0.005,
+            what="no-op queue to drain",
+            alive=[worker],
         )
         time.sleep(0.2)  # let the log catch up
         times = task_times(worker.log())
@@ -158,12 +161,16 @@ def _backlog_cluster(
         running.beat()
         with sampled_activity(dep) as activity:
             started = wait_ready([worker])
-            finished = wait_for(lambda: dep.count_status("DONE") >= count, timeout=900, what="runs DONE",
-                                alive=running.processes)
+            finished = wait_for(
+                lambda: dep.count_status("DONE") >= count, timeout=900, what="runs DONE", alive=running.processes
+            )
         counts = dep.status_counts()
         time.sleep(0.3)
-        yield running, worker, Backlog(finished - started, task_times(worker.log()), counts, activity,
-                                       claim_to_start_ms(dep))
+        yield (
+            running,
+            worker,
+            Backlog(finished - started, task_times(worker.log()), counts, activity, claim_to_start_ms(dep)),
+        )
 
 
 def _backlog(servers: Servers, dep: Any, count: int, concurrency: int, pool: str, app: str) -> Backlog:
@@ -205,12 +212,16 @@ def run(servers: Servers, quick: bool) -> None:
                 t0 = time.perf_counter()
                 api.create_plan(dep.project, CHEAP_SQL, targets=[dep.targets[0]])
                 create_seconds.append(time.perf_counter() - t0)
-            api_finished = wait_for(lambda: dep.count_status("DONE") >= api_count, timeout=900, what="API runs DONE",
-                                    alive=running.processes)
+            api_finished = wait_for(
+                lambda: dep.count_status("DONE") >= api_count,
+                timeout=900,
+                what="API runs DONE",
+                alive=running.processes,
+            )
             api_seconds = api_finished - first
             api_counts = dep.status_counts()
             time.sleep(0.3)
-            api_times = task_times(worker.log()[len(log):])  # what was logged after the backlog phase
+            api_times = task_times(worker.log()[len(log) :])  # what was logged after the backlog phase
         servers.flush_redis()
 
     if counts.get("DONE") != plan_count or api_counts.get("DONE") != api_count:
@@ -222,29 +233,61 @@ def run(servers: Servers, quick: bool) -> None:
         return sum(len(v) for v in times_.values())
 
     rows = [
-        ["celery no-op (bench.noop_app)", noop_count, tasks(noop_times), noop_seconds, noop_rate,
-         tasks(noop_times) / noop_seconds, 1.0],
-        ["plancheck, backlog + 1 claim", plan_count, tasks(times), backlog_seconds, plan_rate,
-         tasks(times) / backlog_seconds, plan_rate / noop_rate],
-        ["plancheck, API create_plan loop", api_count, tasks(api_times), api_seconds, api_rate,
-         tasks(api_times) / api_seconds, api_rate / noop_rate],
-        ["bookkeeping only (check = constant)", plan_count, tasks(bookkeeping_times), bookkeeping_seconds,
-         plan_count / bookkeeping_seconds, tasks(bookkeeping_times) / bookkeeping_seconds,
-         plan_count / bookkeeping_seconds / noop_rate],
+        [
+            "celery no-op (bench.noop_app)",
+            noop_count,
+            tasks(noop_times),
+            noop_seconds,
+            noop_rate,
+            tasks(noop_times) / noop_seconds,
+            1.0,
+        ],
+        [
+            "plancheck, backlog + 1 claim",
+            plan_count,
+            tasks(times),
+            backlog_seconds,
+            plan_rate,
+            tasks(times) / backlog_seconds,
+            plan_rate / noop_rate,
+        ],
+        [
+            "plancheck, API create_plan loop",
+            api_count,
+            tasks(api_times),
+            api_seconds,
+            api_rate,
+            tasks(api_times) / api_seconds,
+            api_rate / noop_rate,
+        ],
+        [
+            "bookkeeping only (check = constant)",
+            plan_count,
+            tasks(bookkeeping_times),
+            bookkeeping_seconds,
+            plan_count / bookkeeping_seconds,
+            tasks(bookkeeping_times) / bookkeeping_seconds,
+            plan_count / bookkeeping_seconds / noop_rate,
+        ],
     ]
-    emit(table(
-        f"overhead: runs per second vs celery no-ops (-P {pool} -c {concurrency}, same broker and celeryconfig)",
-        ["workload", "items", "tasks", "seconds", "items/s", "tasks/s", "ratio vs no-op"],
-        rows,
-        [f"goal: plancheck/no-op >= 0.8; measured {plan_rate / noop_rate:.2f} (backlog), "
-         f"{api_rate / noop_rate:.2f} (API)",
-         "tasks = celery tasks the worker logged as succeeded (plancheck: one run per run, "
-         "one relay per 0.25 s per process; claim, reap and relay on schedule run inside beat)",
-         f"API phase: create_plan p50 {sorted(create_seconds)[len(create_seconds) // 2] * 1000:.1f} ms client-side, "
-         "one client thread",
-         "bookkeeping only: the backlog phase with bench.bookkeeping_app, whose runs never open the target "
-         "(claim, start, load, fenced writes, finish, relay)"],
-    ))
+    emit(
+        table(
+            f"overhead: runs per second vs celery no-ops (-P {pool} -c {concurrency}, same broker and celeryconfig)",
+            ["workload", "items", "tasks", "seconds", "items/s", "tasks/s", "ratio vs no-op"],
+            rows,
+            [
+                f"goal: plancheck/no-op >= 0.8; measured {plan_rate / noop_rate:.2f} (backlog), "
+                f"{api_rate / noop_rate:.2f} (API)",
+                "tasks = celery tasks the worker logged as succeeded (plancheck: one run per run, "
+                "one relay per 0.25 s per process; claim, reap and relay on schedule run inside beat)",
+                f"API phase: create_plan p50 "
+                f"{sorted(create_seconds)[len(create_seconds) // 2] * 1000:.1f} ms client-side, "
+                "one client thread",
+                "bookkeeping only: the backlog phase with bench.bookkeeping_app, whose runs never open the target "
+                "(claim, start, load, fenced writes, finish, relay)",
+            ],
+        )
+    )
 
     def per_task(times_: dict[str, list[float]]) -> list[list[object]]:
         out = []
@@ -252,36 +295,55 @@ def run(servers: Servers, quick: bool) -> None:
             values = sorted(times_[name])
             if not values:
                 continue
-            out.append([name, len(values), sum(values) / len(values) * 1000, values[len(values) // 2] * 1000,
-                        values[int(len(values) * 0.99) - 1 if len(values) > 1 else 0] * 1000, sum(values)])
+            out.append(
+                [
+                    name,
+                    len(values),
+                    sum(values) / len(values) * 1000,
+                    values[len(values) // 2] * 1000,
+                    values[int(len(values) * 0.99) - 1 if len(values) > 1 else 0] * 1000,
+                    sum(values),
+                ]
+            )
         return out
 
-    emit(table(
-        "overhead: time inside each task (celery's 'succeeded in', pool child), backlog phase",
-        ["task", "count", "mean ms", "p50 ms", "p99 ms", "total s"],
-        per_task(noop_times) + per_task(times),
-        [f"wall time of the backlog phase: {backlog_seconds:.1f} s on {concurrency} pool processes "
-         f"= {backlog_seconds * concurrency:.1f} process-seconds, "
-         f"{sum(map(sum, times.values())) / (backlog_seconds * concurrency) * 100:.0f} % of them inside tasks",
-         f"claim -> start (plan_check_attempt), backlog: p50 {percentile(backlog.hops, 50):.1f} ms, "
-         f"p99 {percentile(backlog.hops, 99):.1f} ms; bookkeeping only: "
-         f"p50 {percentile(bookkeeping.hops, 50):.1f} ms "
-         "(the finishing run claims its successor for its freed slot only: the rest of its task, the broker "
-         "and the hand-over to the pool process come between one run and the next)"],
-    ))
-    emit(table(
-        "overhead: what the metadata database's busy backends were doing (pg_stat_activity every 10 ms)",
-        ["state / wait event", "backlog: backends", "bookkeeping only: backends"],
-        _activity_rows(backlog.activity, bookkeeping.activity),
-        ["backends = how many of the database's backends were in that state, on average over the phase's samples "
-         f"({backlog.activity[SAMPLES]:,} and {bookkeeping.activity[SAMPLES]:,}); idle backends are left out",
-         "Lock: advisory = a claim waiting for another claimer's transaction to end (claims take one advisory "
-         "lock, so that no two count the same free slot)"],
-    ))
+    emit(
+        table(
+            "overhead: time inside each task (celery's 'succeeded in', pool child), backlog phase",
+            ["task", "count", "mean ms", "p50 ms", "p99 ms", "total s"],
+            per_task(noop_times) + per_task(times),
+            [
+                f"wall time of the backlog phase: {backlog_seconds:.1f} s on {concurrency} pool processes "
+                f"= {backlog_seconds * concurrency:.1f} process-seconds, "
+                f"{sum(map(sum, times.values())) / (backlog_seconds * concurrency) * 100:.0f} % of them inside tasks",
+                f"claim -> start (plan_check_attempt), backlog: p50 {percentile(backlog.hops, 50):.1f} ms, "
+                f"p99 {percentile(backlog.hops, 99):.1f} ms; bookkeeping only: "
+                f"p50 {percentile(bookkeeping.hops, 50):.1f} ms "
+                "(the finishing run claims its successor for its freed slot only: the rest of its task, the broker "
+                "and the hand-over to the pool process come between one run and the next)",
+            ],
+        )
+    )
+    emit(
+        table(
+            "overhead: what the metadata database's busy backends were doing (pg_stat_activity every 10 ms)",
+            ["state / wait event", "backlog: backends", "bookkeeping only: backends"],
+            _activity_rows(backlog.activity, bookkeeping.activity),
+            [
+                "backends = how many of the database's backends were in that state, on average over "
+                "the phase's samples "
+                f"({backlog.activity[SAMPLES]:,} and {bookkeeping.activity[SAMPLES]:,}); idle backends are left out",
+                "Lock: advisory = a claim waiting for another claimer's transaction to end (claims take one advisory "
+                "lock, so that no two count the same free slot)",
+            ],
+        )
+    )
 
 
 def _activity_rows(*phases: Counter[str]) -> list[list[object]]:
     """Mean backends per sample in each state, busiest first, one column per phase."""
-    states = sorted({state for phase in phases for state in phase if state != SAMPLES},
-                    key=lambda state: -sum(phase[state] / max(phase[SAMPLES], 1) for phase in phases))
+    states = sorted(
+        {state for phase in phases for state in phase if state != SAMPLES},
+        key=lambda state: -sum(phase[state] / max(phase[SAMPLES], 1) for phase in phases),
+    )
     return [[state, *(phase[state] / max(phase[SAMPLES], 1) for phase in phases)] for state in states]

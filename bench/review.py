@@ -131,20 +131,32 @@ def _parse_pieces(texts: list[str]) -> list[tuple[str, float]]:
         return min(times)
 
     pieces: list[tuple[str, float]] = [
-        ("    for scale: pglast.parse_sql as pglast runs it (checks every attribute)",
-         best(lambda: [pglast.parse_sql(t) for t in texts])),
-        ("    for scale: parse_sql_json (libpg_query alone)",
-         best(lambda: [pglast.parser.parse_sql_json(t) for t in texts])),
+        (
+            "    for scale: pglast.parse_sql as pglast runs it (checks every attribute)",
+            best(lambda: [pglast.parse_sql(t) for t in texts]),
+        ),
+        (
+            "    for scale: parse_sql_json (libpg_query alone)",
+            best(lambda: [pglast.parser.parse_sql_json(t) for t in texts]),
+        ),
     ]
     try:
         with script.plain_node_building():
             plain = best(lambda: [pglast.parse_sql(t) for t in texts])
         pieces.insert(0, ("  pglast.parse_sql, attributes assigned plainly", plain))
-        pieces.append(("  parser thread if over 2 KiB (no-op in it)",
-                       best(lambda: [script.on_parser_stack(len, t) for t in texts])))
+        pieces.append(
+            (
+                "  parser thread if over 2 KiB (no-op in it)",
+                best(lambda: [script.on_parser_stack(len, t) for t in texts]),
+            )
+        )
         parsed = [script._parse(t) for t in texts]
-        pieces.append(("  collect (every node of every statement)",
-                       best(lambda: [script.collect(p.node) for ps in parsed for p in ps])))
+        pieces.append(
+            (
+                "  collect (every node of every statement)",
+                best(lambda: [script.collect(p.node) for ps in parsed for p in ps]),
+            )
+        )
     except AttributeError:
         pass
     return pieces
@@ -183,34 +195,59 @@ def run(servers: Servers, quick: bool) -> None:
     def row(name: str, count: int, timing: Timing, found: str = "") -> list[Any]:
         return [name, count, timing.wall, count / timing.wall, timing.cpu, count / timing.cpu, found]
 
-    rows = [row(f"plancheck review FILE... (best of {ROUNDS})", statements, best, f"{findings} findings"),
-            row("plancheck review (first pass)", statements, first),
-            row("plancheck, each file reviewed on its own", statements, alone),
-            row("plancheck, same files for a next target (fan-out)", statements, cached)]
-    notes = [f"corpus: {len(texts)} migration files from bench/corpus.py (seed 20240607), {statements} statements, "
-             f"{sum(len(t) for t in texts) / 1024:.0f} KiB; plancheck and squawk alternate, {ROUNDS} rounds"]
+    rows = [
+        row(f"plancheck review FILE... (best of {ROUNDS})", statements, best, f"{findings} findings"),
+        row("plancheck review (first pass)", statements, first),
+        row("plancheck, each file reviewed on its own", statements, alone),
+        row("plancheck, same files for a next target (fan-out)", statements, cached),
+    ]
+    notes = [
+        f"corpus: {len(texts)} migration files from bench/corpus.py (seed 20240607), {statements} statements, "
+        f"{sum(len(t) for t in texts) / 1024:.0f} KiB; plancheck and squawk alternate, {ROUNDS} rounds"
+    ]
     if theirs and startup is not None:
         squawk_best = _best(theirs)
         rows.append(row(f"{version} (process, best of {ROUNDS})", statements, squawk_best, squawk_issues))
         rows.append(row("squawk on one 1-statement file (start-up)", 1, startup))
-        notes.append(f"plancheck / squawk, statements per second: {squawk_best.wall / best.wall:.2f} by wall time, "
-                     f"{squawk_best.cpu / best.cpu:.2f} by CPU time (squawk's process start-up included)")
+        notes.append(
+            f"plancheck / squawk, statements per second: {squawk_best.wall / best.wall:.2f} by wall time, "
+            f"{squawk_best.cpu / best.cpu:.2f} by CPU time (squawk's process start-up included)"
+        )
     else:
         notes.append("squawk NOT MEASURED: no `squawk` on PATH (pip install -e '.[bench]')")
-    emit(table("review: statements reviewed per second, same files, same run",
-               ["reviewer", "statements", "wall s", "statements/s", "CPU s", "statements/CPU s", "found"],
-               rows, notes))
+    emit(
+        table(
+            "review: statements reviewed per second, same files, same run",
+            ["reviewer", "statements", "wall s", "statements/s", "CPU s", "statements/CPU s", "found"],
+            rows,
+            notes,
+        )
+    )
 
     total = sum(seconds for _, seconds in breakdown)
-    rows = [[name, seconds * 1000, seconds / total * 100, seconds / statements * 1e6]
-            for name, seconds in breakdown[:12]]
+    rows = [
+        [name, seconds * 1000, seconds / total * 100, seconds / statements * 1e6] for name, seconds in breakdown[:12]
+    ]
     for name, seconds in reversed(parse_pieces):
         rows.insert(1, [name, seconds * 1000, seconds / total * 100, seconds / statements * 1e6])
     rest = breakdown[12:]
-    rows.append([f"{len(rest)} other rules", sum(s for _, s in rest) * 1000, sum(s for _, s in rest) / total * 100,
-                 sum(s for _, s in rest) / statements * 1e6])
-    emit(table("review: where plancheck's review time goes (one pass over the corpus, CPU time)",
-               ["piece", "ms", "%", "us/statement"], rows,
-               ["indented rows: pieces of parse_script timed alone (best of 3), so they need not add up exactly;",
+    rows.append(
+        [
+            f"{len(rest)} other rules",
+            sum(s for _, s in rest) * 1000,
+            sum(s for _, s in rest) / total * 100,
+            sum(s for _, s in rest) / statements * 1e6,
+        ]
+    )
+    emit(
+        table(
+            "review: where plancheck's review time goes (one pass over the corpus, CPU time)",
+            ["piece", "ms", "%", "us/statement"],
+            rows,
+            [
+                "indented rows: pieces of parse_script timed alone (best of 3), so they need not add up exactly;",
                 "'for scale' rows are not part of plancheck's review: they show what pglast's own checked "
-                "build and the C parser alone cost"]))
+                "build and the C parser alone cost",
+            ],
+        )
+    )

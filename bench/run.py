@@ -42,8 +42,9 @@ def _loadavg() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller sizes: the whole suite in about 4 minutes on 2 cores")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes: the whole suite in about 4 minutes on 2 cores"
+    )
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--skip", default="", help="comma-separated benchmarks to leave out")
     parser.add_argument("--output", type=Path, help="also write the tables to this file")
@@ -70,12 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         info = machine()
         pg, rd = servers.versions()
-        emit(table(
-            "machine",
-            ["nproc", "memory", "cpu", "python", "servers"],
-            [[info["nproc"], info["memory"], info["cpu"], info["python"], f"{pg}, {rd}"]],
-            [f"from: {servers.source}", f"mode: {'--quick' if args.quick else 'full'}"],
-        ))
+        emit(
+            table(
+                "machine",
+                ["nproc", "memory", "cpu", "python", "servers"],
+                [[info["nproc"], info["memory"], info["cpu"], info["python"], f"{pg}, {rd}"]],
+                [f"from: {servers.source}", f"mode: {'--quick' if args.quick else 'full'}"],
+            )
+        )
         for name in selected:
             module = importlib.import_module(f"bench.{MODULES.get(name, name)}")
             started, load_before = time.monotonic(), _loadavg()
@@ -87,10 +90,17 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(name)
                 status = "FAILED"
             durations.append([name, status, time.monotonic() - started, load_before, _loadavg()])
-        emit(table(
-            "bench wall time", ["benchmark", "status", "seconds", "load avg before", "load avg after"], durations,
-            ["load avg = 1-minute load average from /proc/loadavg: anything else running on the machine shows here"],
-        ))
+        emit(
+            table(
+                "bench wall time",
+                ["benchmark", "status", "seconds", "load avg before", "load avg after"],
+                durations,
+                [
+                    "load avg = 1-minute load average from /proc/loadavg: anything else running on "
+                    "the machine shows here"
+                ],
+            )
+        )
     finally:
         servers.close()
     return 1 if failed else 0

@@ -315,35 +315,48 @@ def run(servers: Servers, quick: bool) -> None:
     for label, suffix, names in _PIECES:
         seconds, calls = _cumulative(stats, suffix, names)
         rows.append([label, seconds / count * 1000, seconds / profiled * 100, calls / count])
-    emit(table(
-        "profile: one run of the cheapest check, in-process (runner.execute + relay), per run",
-        ["piece (cumulative)", "ms/run", "% of wall", "calls/run"],
-        rows,
-        [f"{count} runs: {plain / count * 1000:.2f} ms/run without profiler as deployed, "
-         f"{min(skipped) / count * 1000:.2f} ms/run with the lease's idle withdrawal skipped (bench only, "
-         f"ratio {min(skipped) / plain:.2f}; best of {rounds} alternating rounds each), "
-         f"{per_run:.2f} ms/run under cProfile (withdrawal skipped: on CPython 3.11 cProfile hangs without)",
-         f"metadata database: {sum(statements.values()) / count:.1f} statements and {commits / count:.1f} commits "
-         "per run (claim, execute, relay; without profiler; the statements are listed below)",
-         "indented rows are inside the row above; the 'all ...' rows cut across everything"],
-    ))
-    emit(table(
-        "profile: metadata-database statements per run, in the order first executed (same runs, no profiler)",
-        ["statement", "per run"],
-        [[label, calls / count] for label, calls in statements.items()],
-        ["module._NAME = the statement constant in plancheck/store/MODULE.py; (built) = built with SQLAlchemy's "
-         "expression language, named by its verb and tables",
-         "relay statements appear per run as the fraction of runs a relay followed"],
-    ))
-    emit(table(
-        "profile: Plancheck.create_plan (dispatch on create), per call",
-        ["piece (cumulative)", "ms/call", "% of wall", "calls/call"],
-        create_rows,
-        [f"{create_plain:.2f} ms/call without profiler, {create_profiled:.2f} ms/call under cProfile"],
-    ))
-    emit(table(
-        "profile: load_work per call (every run's start, and every chunk of a fanned-out run)",
-        ["plan", "targets", "ms", "ms/target"],
-        load_rows,
-        ["catalog rows only: these 200 databases are registered but never connected to"],
-    ))
+    emit(
+        table(
+            "profile: one run of the cheapest check, in-process (runner.execute + relay), per run",
+            ["piece (cumulative)", "ms/run", "% of wall", "calls/run"],
+            rows,
+            [
+                f"{count} runs: {plain / count * 1000:.2f} ms/run without profiler as deployed, "
+                f"{min(skipped) / count * 1000:.2f} ms/run with the lease's idle withdrawal skipped (bench only, "
+                f"ratio {min(skipped) / plain:.2f}; best of {rounds} alternating rounds each), "
+                f"{per_run:.2f} ms/run under cProfile (withdrawal skipped: on CPython 3.11 cProfile hangs without)",
+                f"metadata database: {sum(statements.values()) / count:.1f} statements and "
+                f"{commits / count:.1f} commits "
+                "per run (claim, execute, relay; without profiler; the statements are listed below)",
+                "indented rows are inside the row above; the 'all ...' rows cut across everything",
+            ],
+        )
+    )
+    emit(
+        table(
+            "profile: metadata-database statements per run, in the order first executed (same runs, no profiler)",
+            ["statement", "per run"],
+            [[label, calls / count] for label, calls in statements.items()],
+            [
+                "module._NAME = the statement constant in plancheck/store/MODULE.py; (built) = built with SQLAlchemy's "
+                "expression language, named by its verb and tables",
+                "relay statements appear per run as the fraction of runs a relay followed",
+            ],
+        )
+    )
+    emit(
+        table(
+            "profile: Plancheck.create_plan (dispatch on create), per call",
+            ["piece (cumulative)", "ms/call", "% of wall", "calls/call"],
+            create_rows,
+            [f"{create_plain:.2f} ms/call without profiler, {create_profiled:.2f} ms/call under cProfile"],
+        )
+    )
+    emit(
+        table(
+            "profile: load_work per call (every run's start, and every chunk of a fanned-out run)",
+            ["plan", "targets", "ms", "ms/target"],
+            load_rows,
+            ["catalog rows only: these 200 databases are registered but never connected to"],
+        )
+    )

@@ -116,7 +116,7 @@ def plancheck_env(metadata_url: str, broker_url: str) -> Iterator[dict[str, str]
 
 
 @pytest.fixture
-def api(plancheck_env: dict[str, str]) -> "Plancheck":
+def api(plancheck_env: dict[str, str]) -> Plancheck:
     from plancheck.api import Plancheck
     from plancheck.core.settings import load_settings
 
@@ -124,7 +124,7 @@ def api(plancheck_env: dict[str, str]) -> "Plancheck":
 
 
 @pytest.fixture
-def cluster(plancheck_env: dict[str, str], tmp_path) -> Iterator["Cluster"]:  # type: ignore[no-untyped-def]
+def cluster(plancheck_env: dict[str, str], tmp_path) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
     """Start real `celery worker` / `celery beat` processes with `cluster.worker(name)` / `cluster.beat(name)`."""
     from tests.processes import cluster as make_cluster
 

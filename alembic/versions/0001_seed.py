@@ -81,6 +81,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(
-        "DROP TABLE plan_check_run, plan, sheet, database_group, database, instance, project"
-    )
+    op.execute("DROP TABLE plan_check_run, plan, sheet, database_group, database, instance, project")

@@ -40,7 +40,12 @@ class AccessApi(ApiBase):
         with self.engine.begin() as conn:
             project_id = catalog.get_project(conn, project).id if project else None
             token_id, expires_at = tokens.create(
-                conn, inputs.identifier(name, "token name"), made.key_id, made.secret_hash, granted, project_id,
+                conn,
+                inputs.identifier(name, "token name"),
+                made.key_id,
+                made.secret_hash,
+                granted,
+                project_id,
                 lifetime,
             )
         return CreatedToken(token_id, name, str(granted), project, expires_at, made.token)

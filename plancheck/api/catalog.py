@@ -81,8 +81,9 @@ class CatalogApi(ApiBase):
             metadata = catalog.metadata_identity(conn)
         new_environment = inputs.identifier(environment, "environment") if environment else instance.environment
         try:
-            server = list_databases(resolve_url(instance.url, instance.password_env),
-                                    self.settings.target_connect_timeout)
+            server = list_databases(
+                resolve_url(instance.url, instance.password_env), self.settings.target_connect_timeout
+            )
         except TargetError as exc:
             raise InvalidInput(f"instance {key!r}: {exc}") from None
         candidates = [name for name in server.names if not include or inputs.matches(name, include)]

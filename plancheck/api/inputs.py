@@ -43,8 +43,9 @@ def globs(patterns: Sequence[str], option: str) -> list[str]:
         raise InvalidInput(f"at most {MAX_GLOBS} {option} patterns are allowed, got {len(patterns)}")
     for pattern in patterns:
         if not pattern or len(pattern) > MAX_GLOB_LENGTH or not pattern.isprintable():
-            raise InvalidInput(f"{option} pattern {repr(pattern)[:80]} must be 1 to {MAX_GLOB_LENGTH} "
-                               "printable characters")
+            raise InvalidInput(
+                f"{option} pattern {repr(pattern)[:80]} must be 1 to {MAX_GLOB_LENGTH} printable characters"
+            )
     return list(patterns)
 
 
@@ -58,8 +59,10 @@ def labels(values: dict[str, str]) -> dict[str, str]:
         raise InvalidInput(f"a database has at most {MAX_LABELS} labels, got {len(values)}")
     for key, value in values.items():
         if not isinstance(key, str) or not _LABEL_KEY.fullmatch(key):
-            raise InvalidInput(f"label key {repr(key)[:80]} must be 1 to {MAX_NAME} ASCII letters, digits, "
-                               "'-', '_', '.' or '/', starting with a letter or digit")
+            raise InvalidInput(
+                f"label key {repr(key)[:80]} must be 1 to {MAX_NAME} ASCII letters, digits, "
+                "'-', '_', '.' or '/', starting with a letter or digit"
+            )
         if not isinstance(value, str) or len(value) > MAX_LABEL_VALUE:
             raise InvalidInput(f"label {key!r}: the value must be text of at most {MAX_LABEL_VALUE} characters")
     return values

@@ -144,8 +144,10 @@ class PlansApi(ApiBase):
             if row is None:
                 raise NotFound(f"plan {plan_id} not found")
             sheets = catalog.sheet_contents(conn, [spec["sheet"] for spec in row.specs])
-        specs = [{**{k: v for k, v in spec.items() if k != "sheet"}, "sql": sheets.get(spec["sheet"], "")}
-                 for spec in row.specs]
+        specs = [
+            {**{k: v for k, v in spec.items() if k != "sheet"}, "sql": sheets.get(spec["sheet"], "")}
+            for spec in row.specs
+        ]
         return {**row._asdict(), "specs": specs}
 
     def plan_project(self, plan_id: int) -> str:

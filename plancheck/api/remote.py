@@ -27,7 +27,12 @@ TOKEN_VARIABLE = "PLANCHECK_TOKEN"
 LONG_POLL_SECONDS = 10.0  # per request while waiting, so progress shows at least this often
 REQUEST_TIMEOUT = 60.0
 _ERRORS: dict[int, type[PlancheckError]] = {
-    401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 413: InvalidInput, 422: InvalidInput,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: InvalidInput,
+    422: InvalidInput,
     400: InvalidInput,
 }
 
@@ -49,8 +54,11 @@ def from_environment(env: Mapping[str, str] | None = None) -> HttpClient | None:
 class HttpClient:
     def __init__(self, url: str, token: str, timeout: float = REQUEST_TIMEOUT) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout,
-                                  headers={"Authorization": f"Bearer {token}", "User-Agent": "plancheck-cli"})
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": "plancheck-cli"},
+        )
 
     def create_plan(
         self,
@@ -69,8 +77,9 @@ class HttpClient:
 
     def checks(self, plan_id: int, wait: float = 0) -> Checks:
         params = {"wait": f"{wait:g}"} if wait > 0 else None
-        response = self._request("GET", f"/api/v1/plans/{plan_id}/checks", params=params,
-                                 timeout=REQUEST_TIMEOUT + wait)
+        response = self._request(
+            "GET", f"/api/v1/plans/{plan_id}/checks", params=params, timeout=REQUEST_TIMEOUT + wait
+        )
         return checks_from_json(response.json())
 
     def wait(
@@ -95,8 +104,11 @@ class HttpClient:
 
     def cancel(self, plan_ids: Sequence[int]) -> list[int]:
         """Cancel each plan's unfinished run; returns the plans whose run was cancelled."""
-        return [plan_id for plan_id in plan_ids
-                if self._request("POST", f"/api/v1/plans/{plan_id}/cancel").json()["canceled"]]
+        return [
+            plan_id
+            for plan_id in plan_ids
+            if self._request("POST", f"/api/v1/plans/{plan_id}/cancel").json()["canceled"]
+        ]
 
     def _request(self, method: str, path: str, **options: Any) -> httpx.Response:
         try:
@@ -126,8 +138,10 @@ def checks_from_json(document: Mapping[str, Any]) -> Checks:
     known = {field.name for field in fields(Checks)}
     values = {key: value for key, value in document.items() if key in known}
     values["attempts"] = [
-        {key: datetime.fromisoformat(value) if key.endswith("_at") and isinstance(value, str) else value
-         for key, value in attempt.items()}
+        {
+            key: datetime.fromisoformat(value) if key.endswith("_at") and isinstance(value, str) else value
+            for key, value in attempt.items()
+        }
         for attempt in document.get("attempts", [])
     ]
     return Checks(**values)

@@ -62,8 +62,9 @@ def _run_checks(
     should_stop: Callable[[], bool],
 ) -> list[CheckResult]:
     parsed = shared_parse(sql, limits.review_max_bytes)  # once per process: review, summary, the next targets
-    results = review(sql, target.name, config, session.estimate_rows, parsed=parsed,
-                     function_volatility=session.function_volatility)
+    results = review(
+        sql, target.name, config, session.estimate_rows, parsed=parsed, function_volatility=session.function_volatility
+    )
     session.raise_if_failed()  # in case the advisor swallowed a TargetError from estimate_rows
     _stop_if(should_stop)
     results.append(summarize(sql, target.name, session, parsed if isinstance(parsed, Script) else None))

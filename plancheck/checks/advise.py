@@ -22,8 +22,16 @@ from plancheck.checks.rules import ALL_RULES, RULES_BY_NAME, lexer
 from plancheck.checks.rules.base import FunctionVolatility, Level, RowEstimator, Rule, RuleContext
 from plancheck.checks.rules.script import LineIndex, Script, SqlSyntaxError, parse_script, plain_node_building
 
-__all__ = ["FunctionVolatility", "ReviewConfig", "RowEstimator", "Unreviewable", "batch", "parse", "review",
-           "shared_parse"]
+__all__ = [
+    "FunctionVolatility",
+    "ReviewConfig",
+    "RowEstimator",
+    "Unreviewable",
+    "batch",
+    "parse",
+    "review",
+    "shared_parse",
+]
 
 MAX_SCRIPT_BYTES = DEFAULT_LIMITS.review_max_bytes  # of SQL, not counting comments and whitespace (see parse)
 MAX_RESULTS_PER_STATUS = 50
@@ -78,8 +86,11 @@ class ReviewConfig:
     def active(self) -> list[tuple[Rule, Status, Mapping[str, Any]]]:
         """(rule, the status of its findings, its options) of every enabled rule, resolved once: a worker
         reviews many sheets with one project's config."""
-        return [(rule, Status(level), self.options_for(rule)) for rule in ALL_RULES
-                if (level := self.level(rule)) is not Level.DISABLED]
+        return [
+            (rule, Status(level), self.options_for(rule))
+            for rule in ALL_RULES
+            if (level := self.level(rule)) is not Level.DISABLED
+        ]
 
 
 def _rule(name: str) -> Rule:
@@ -159,16 +170,16 @@ def parse(sql: str, max_bytes: int = MAX_SCRIPT_BYTES) -> Script | Unreviewable:
     padded past `max_bytes` with them is still reviewed in full. A script with more SQL than that
     is not parsed and fails the review with an ERROR, so size can never hide a statement.
     """
-    if len(sql) > max_bytes or len(sql.encode("utf-8", "surrogatepass")) > max_bytes:
-        if lexer.code_exceeds(sql, max_bytes):
-            return Unreviewable(
-                Status.ERROR,
-                "Script too large for review",
-                f"The script has more than {max_bytes:,} bytes of SQL besides comments and "
-                "whitespace, more than SQL review parses, so it was not reviewed and cannot pass. Split the "
-                "change into smaller plans.",
-                TOO_LARGE_CODE,
-            )
+    oversized = len(sql) > max_bytes or len(sql.encode("utf-8", "surrogatepass")) > max_bytes
+    if oversized and lexer.code_exceeds(sql, max_bytes):
+        return Unreviewable(
+            Status.ERROR,
+            "Script too large for review",
+            f"The script has more than {max_bytes:,} bytes of SQL besides comments and "
+            "whitespace, more than SQL review parses, so it was not reviewed and cannot pass. Split the "
+            "change into smaller plans.",
+            TOO_LARGE_CODE,
+        )
     try:
         return parse_script(sql)
     except SqlSyntaxError as error:

@@ -84,8 +84,9 @@ def compile_expression(expression: str) -> CompiledExpression:
     Size and cost are checked before the expression is evaluated even once.
     """
     if len(expression) > MAX_EXPRESSION_LENGTH:
-        raise InvalidExpression(f"group expression is {len(expression):,} characters; at most "
-                                f"{MAX_EXPRESSION_LENGTH:,} are allowed")
+        raise InvalidExpression(
+            f"group expression is {len(expression):,} characters; at most {MAX_EXPRESSION_LENGTH:,} are allowed"
+        )
     try:
         tree = _ENVIRONMENT.compile(expression)
     except celpy.CELParseError as error:
@@ -94,9 +95,11 @@ def compile_expression(expression: str) -> CompiledExpression:
     _check_names(tree)
     cost = estimate_cost(tree, MAX_LABELS)
     if cost > MAX_COST:
-        raise InvalidExpression(f"group expression is too expensive: one evaluation may visit about {cost:,} "
-                                f"nodes, at most {MAX_COST:,} are allowed (nested macros over large lists "
-                                "multiply); simplify it")
+        raise InvalidExpression(
+            f"group expression is too expensive: one evaluation may visit about {cost:,} "
+            f"nodes, at most {MAX_COST:,} are allowed (nested macros over large lists "
+            "multiply); simplify it"
+        )
     compiled = CompiledExpression(expression, _ENVIRONMENT.program(tree), tree)
     _check_boolean(compiled)
     return compiled
@@ -184,14 +187,20 @@ def _check_sizes(tree: Tree) -> None:
         if node.data in _COLLECTION_LITERALS:
             items = _literal_items(node)
             if items > MAX_LITERAL_ITEMS:
-                raise InvalidExpression(f"a {_COLLECTION_LITERALS[node.data]} literal has {items:,} elements; "
-                                        f"at most {MAX_LITERAL_ITEMS} are allowed in a group expression")
-        elif node.data == "literal" and str(node.children[0])[:1] in "\"'rRbB":
-            if len(str(node.children[0])) > MAX_STRING_LITERAL + 2:
-                raise InvalidExpression(f"a string literal is longer than {MAX_STRING_LITERAL} characters")
+                raise InvalidExpression(
+                    f"a {_COLLECTION_LITERALS[node.data]} literal has {items:,} elements; "
+                    f"at most {MAX_LITERAL_ITEMS} are allowed in a group expression"
+                )
+        elif _is_long_string_literal(node):
+            raise InvalidExpression(f"a string literal is longer than {MAX_STRING_LITERAL} characters")
     depth = _nesting(tree)
     if depth > MAX_NESTING:
         raise InvalidExpression(f"group expression nests {depth} levels deep; at most {MAX_NESTING} are allowed")
+
+
+def _is_long_string_literal(node: Tree) -> bool:
+    text = str(node.children[0]) if node.data == "literal" else ""
+    return text[:1] in ('"', "'", "r", "R", "b", "B") and len(text) > MAX_STRING_LITERAL + 2  # + 2: the quotes
 
 
 def _nesting(tree: Tree) -> int:
@@ -274,12 +283,14 @@ class _AnyLabels(celtypes.MapType):
 def _activation(resource: DatabaseResource, labels_type: type[celtypes.MapType]) -> dict[str, Any]:
     labels = labels_type({celtypes.StringType(k): celtypes.StringType(v) for k, v in resource.labels.items()})
     return {
-        VARIABLE: celtypes.MapType({
-            celtypes.StringType("database_name"): celtypes.StringType(resource.database_name),
-            celtypes.StringType("environment_id"): celtypes.StringType(resource.environment_id),
-            celtypes.StringType("instance_id"): celtypes.StringType(resource.instance_id),
-            celtypes.StringType("labels"): labels,
-        })
+        VARIABLE: celtypes.MapType(
+            {
+                celtypes.StringType("database_name"): celtypes.StringType(resource.database_name),
+                celtypes.StringType("environment_id"): celtypes.StringType(resource.environment_id),
+                celtypes.StringType("instance_id"): celtypes.StringType(resource.instance_id),
+                celtypes.StringType("labels"): labels,
+            }
+        )
     }
 
 

@@ -15,8 +15,11 @@ from plancheck.checks.advise import ReviewConfig
 from plancheck.checks.specs import MAX_TARGETS
 
 MAX_AFFECTED_ROWS = 10**15
-_WORDS = (("Input should be a valid integer", "must be a whole number"),
-          ("Input should be a valid dictionary", "must be a JSON object"), ("Input should be", "must be"))
+_WORDS = (
+    ("Input should be a valid integer", "must be a whole number"),
+    ("Input should be a valid dictionary", "must be a JSON object"),
+    ("Input should be", "must be"),
+)
 
 
 class _SqlReview(BaseModel):

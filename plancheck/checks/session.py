@@ -213,8 +213,9 @@ class TargetSession:
         if self._cancel_requested.is_set():
             failure = _canceled(self.target_name)
         elif isinstance(error, errors.LockNotAvailable):
-            failure = TargetError(f"{self.target_name}: a table is locked by another session ({message})",
-                                  title="Lock timeout on target")
+            failure = TargetError(
+                f"{self.target_name}: a table is locked by another session ({message})", title="Lock timeout on target"
+            )
         elif isinstance(error, errors.QueryCanceled):
             failure = TargetError(
                 f"{self.target_name}: a statement ran longer than {self._statement_timeout_ms} ms ({message})",

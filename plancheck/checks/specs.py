@@ -81,16 +81,20 @@ def _validate_spec(number: int, spec: Any) -> None:
     if not isinstance(spec, dict):
         raise InvalidPlan(f'spec {number} must be an object with "sheet" and "targets" or "group"')
     if "groups" in spec:
-        raise InvalidPlan(f'spec {number} uses "groups" ({_count(spec["groups"], "group")}); a spec targets exactly '
-                          'one group, with "group": KEY — put each group in its own spec')
+        raise InvalidPlan(
+            f'spec {number} uses "groups" ({_count(spec["groups"], "group")}); a spec targets exactly '
+            'one group, with "group": KEY — put each group in its own spec'
+        )
     unknown = sorted(set(spec) - set(SPEC_KEYS))
     if unknown:
         raise InvalidPlan(f"spec {number} has unknown keys {', '.join(unknown)} (expected {', '.join(SPEC_KEYS)})")
     if not isinstance(spec.get("sheet"), str) or not _SHEET.fullmatch(spec["sheet"]):
         raise InvalidPlan(f'spec {number}: "sheet" must be the sha256 (64 lowercase hex digits) of a sheet')
     if "group" in spec and "targets" in spec:
-        raise InvalidPlan(f"spec {number} mixes group {spec['group']!r} with single databases; "
-                          "use one spec for the group and another for the databases")
+        raise InvalidPlan(
+            f"spec {number} mixes group {spec['group']!r} with single databases; "
+            "use one spec for the group and another for the databases"
+        )
     if "group" in spec:
         if not isinstance(spec["group"], str) or not spec["group"]:
             raise InvalidPlan(f'spec {number}: "group" must be a group key')
@@ -133,14 +137,18 @@ def _reject_overlaps(checks: Sequence[PlannedCheck]) -> None:
         counts[check.database.name] = counts.get(check.database.name, 0) + 1
     repeated = [name for name, count in counts.items() if count > 1]
     if repeated:
-        raise InvalidPlan(f"{_count(repeated, 'database')} would be checked more than once "
-                          f"(targeted by several specs): {_some(repeated)}")
+        raise InvalidPlan(
+            f"{_count(repeated, 'database')} would be checked more than once "
+            f"(targeted by several specs): {_some(repeated)}"
+        )
 
 
 def _check_cap(count: int) -> None:
     if count > MAX_TARGETS:
-        raise InvalidPlan(f"the plan has {count:,} targets; at most {MAX_TARGETS:,} are allowed — "
-                          "split it into several plans or narrow the group")
+        raise InvalidPlan(
+            f"the plan has {count:,} targets; at most {MAX_TARGETS:,} are allowed — "
+            "split it into several plans or narrow the group"
+        )
 
 
 def _count(items: Any, noun: str) -> str:

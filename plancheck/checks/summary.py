@@ -141,8 +141,9 @@ def build_report(statements: Sequence[Statement], session: TargetSession | None)
     doubts = _doubts(len(dml), planned, session is not None)
     return {
         "statement_types": dict(sorted(Counter(s.kind for s in statements).items())),
-        "changed_resources": [{"schema": schema, "table": name, "row_estimate": rows[(schema, name)]}
-                              for schema, name in tables],
+        "changed_resources": [
+            {"schema": schema, "table": name, "row_estimate": rows[(schema, name)]} for schema, name in tables
+        ],
         "affected_rows": dml_rows + inserted + ddl_rows,
         "dml_total": len(dml),
         "dml_sampled": len(sampled),
@@ -169,8 +170,10 @@ def describe(report: dict[str, Any]) -> str:
     """One line for people: "3 statements (ALTER_TABLE 1, DELETE 2); ~12,400 rows affected; tables: …"."""
     types = report["statement_types"]
     total = sum(types.values())
-    parts = [f"{total} statement{'' if total == 1 else 's'}"
-             + (f" ({', '.join(f'{kind} {count}' for kind, count in types.items())})" if types else "")]
+    parts = [
+        f"{total} statement{'' if total == 1 else 's'}"
+        + (f" ({', '.join(f'{kind} {count}' for kind, count in types.items())})" if types else "")
+    ]
     parts.append(f"~{report['affected_rows']:,} rows affected")
     if report["estimate_doubts"]:
         parts.append(f"row estimate uncertain ({'; '.join(report['estimate_doubts'])})")

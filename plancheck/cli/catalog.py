@@ -29,8 +29,11 @@ def db_upgrade(json_output: JsonOption = False) -> None:
     plancheck = api()
     revision = plancheck.upgrade_database()
     url = display_url(plancheck.settings.database_url)
-    emit(json_output, {"revision": revision, "database_url": url},
-         f"metadata database {render.safe(url)} is at revision [bold]{render.safe(revision)}[/]")
+    emit(
+        json_output,
+        {"revision": revision, "database_url": url},
+        f"metadata database {render.safe(url)} is at revision [bold]{render.safe(revision)}[/]",
+    )
 
 
 # -- project --------------------------------------------------------------------------------------
@@ -43,8 +46,11 @@ def project_create(
 ) -> None:
     """Create a project."""
     project_id = api().create_project(key, title, read_settings(settings))
-    emit(json_output, {"project_id": project_id, "key": key},
-         f"project [bold]{render.safe(key)}[/] created (id {project_id})")
+    emit(
+        json_output,
+        {"project_id": project_id, "key": key},
+        f"project [bold]{render.safe(key)}[/] created (id {project_id})",
+    )
 
 
 @project_app.command("archive")
@@ -68,10 +74,12 @@ def instance_add(
     """Register a PostgreSQL instance (the URL's password is stored, never printed)."""
     instance_id = api().add_instance(key, url, env, password_env)
     shown = display_url(url)
-    emit(json_output, {"instance_id": instance_id, "key": key, "url": shown, "environment": env,
-                       "password_env": password_env},
-         f"instance [bold]{render.safe(key)}[/] added (id {instance_id}, {render.safe(shown)}, "
-         f"environment {render.safe(env)})")
+    emit(
+        json_output,
+        {"instance_id": instance_id, "key": key, "url": shown, "environment": env, "password_env": password_env},
+        f"instance [bold]{render.safe(key)}[/] added (id {instance_id}, {render.safe(shown)}, "
+        f"environment {render.safe(env)})",
+    )
 
 
 @instance_app.command("sync")
@@ -92,9 +100,11 @@ def instance_sync(
     """Register the instance's databases (optionally into a project); registered ones keep their settings."""
     synced = api().sync_instance(key, project, env, include or (), exclude or ())
     skipped = ", ".join(f"{name} ({why})" for name, why in synced.skipped.items())
-    lines = [f"instance [bold]{render.safe(key)}[/]: {len(synced.added)} database(s) added"
-             + (f": {render.safe(', '.join(synced.added))}" if synced.added else ""),
-             f"{len(synced.kept)} already registered, kept as they were"]
+    lines = [
+        f"instance [bold]{render.safe(key)}[/]: {len(synced.added)} database(s) added"
+        + (f": {render.safe(', '.join(synced.added))}" if synced.added else ""),
+        f"{len(synced.kept)} already registered, kept as they were",
+    ]
     if skipped:
         lines.append(f"skipped: {render.safe(skipped)}")
     emit(json_output, {**synced.to_json(), "project": project}, "\n".join(lines))
@@ -137,13 +147,19 @@ def group_create(
 ) -> None:
     """Create a database group in a project."""
     group_id = api().create_group(project, key, expr)
-    emit(json_output, {"group_id": group_id, "project": project, "key": key, "expression": expr},
-         f"group [bold]{render.safe(key)}[/] created in project {render.safe(project)} (id {group_id})")
+    emit(
+        json_output,
+        {"group_id": group_id, "project": project, "key": key, "expression": expr},
+        f"group [bold]{render.safe(key)}[/] created in project {render.safe(project)} (id {group_id})",
+    )
 
 
 @group_app.command("show")
 def group_show(project: ProjectArg, key: GroupArg, json_output: JsonOption = False) -> None:
     """The databases the group matches now."""
     members = api().show_group(project, key)
-    emit(json_output, {"project": project, "group": key, "databases": members},
-         render.databases_table(members, title=f"Group {render.safe(key)} ({len(members)} database(s))"))
+    emit(
+        json_output,
+        {"project": project, "group": key, "databases": members},
+        render.databases_table(members, title=f"Group {render.safe(key)} ({len(members)} database(s))"),
+    )

@@ -21,7 +21,6 @@ EXIT_USAGE = 3
 MAX_SETTINGS_BYTES = 1024 * 1024
 
 
-
 def _console(stderr: bool = False) -> Console:
     """A console; off a terminal (CI logs, pipes) tables get 120 columns unless COLUMNS says otherwise."""
     console = Console(stderr=stderr, highlight=False)

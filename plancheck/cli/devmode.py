@@ -29,8 +29,9 @@ def run_dev(data_dir: Path | None, flower: bool, flower_port: int, api_port: int
     info = _info_console(json_output)
     with dev.stop_signals():
         try:
-            with dev.dev_environment(data_dir, flower=flower, flower_port=flower_port, api_port=api_port,
-                                     say=_say(info)) as env:
+            with dev.dev_environment(
+                data_dir, flower=flower, flower_port=flower_port, api_port=api_port, say=_say(info)
+            ) as env:
                 env.wait_ready()
                 _print_ready(env, info, json_output)
                 env.run_forever()
@@ -43,14 +44,24 @@ def _print_ready(env: Any, info: Console, json_output: bool) -> None:
 
     state = env.state()
     if json_output:
-        render.print_json(stdout, {**state, "flower_user": "admin" if env.flower_url else None,
-                                   "flower_password": env.flower_password, "api_token": env.api_token})
+        render.print_json(
+            stdout,
+            {
+                **state,
+                "flower_user": "admin" if env.flower_url else None,
+                "flower_password": env.flower_password,
+                "api_token": env.api_token,
+            },
+        )
         stdout.file.flush()
     say = _say(info)
     say(f"PostgreSQL: {env.server_url} (metadata database: {dev.METADATA_DATABASE})")
     say(f"Redis: {env.broker_url}")
-    say("processes: " + ", ".join(f"{child.name} pid {child.pid}" for child in env.children)
-        + f" (logs in {env.data_dir / 'logs'})")
+    say(
+        "processes: "
+        + ", ".join(f"{child.name} pid {child.pid}" for child in env.children)
+        + f" (logs in {env.data_dir / 'logs'})"
+    )
     if env.flower_url:
         say(f"Flower: {env.flower_url} user admin password {env.flower_password} (shown once)")
     say(f"API and results page: {env.api_url}/ (API docs at {env.api_url}/docs)")
@@ -87,9 +98,7 @@ def run_demo(data_dir: Path | None, keep_running: bool, json_output: bool) -> No
             say(f"stopped; data kept in {data_dir}")
 
 
-def _demo(
-    server_url: str, database_url: str, broker_url: str, info: Console, json_output: bool, reused: bool
-) -> None:
+def _demo(server_url: str, database_url: str, broker_url: str, info: Console, json_output: bool, reused: bool) -> None:
     from plancheck.api import Plancheck
     from plancheck.core.settings import load_settings
     from plancheck.devtools import demo
@@ -103,8 +112,10 @@ def _demo(
         with render.WaitProgress(info, run.plan_id) as progress:
             run.checks = api.wait(run.plan_id, demo.WAIT_TIMEOUT, on_progress=progress.update)
     if json_output:
-        render.print_json(stdout, {"plans": [{"title": run.plan.title, **run.checks.to_json()} for run in runs
-                                             if run.checks is not None]})
+        render.print_json(
+            stdout,
+            {"plans": [{"title": run.plan.title, **run.checks.to_json()} for run in runs if run.checks is not None]},
+        )
         return
     for run in runs:
         assert run.checks is not None
@@ -123,7 +134,13 @@ def _next_steps(plan_id: int, database_url: str, broker_url: str, reused: bool) 
 
     commands = [f"plancheck plan checks {plan_id}", "plancheck group show demo shop", "plancheck database list"]
     if reused:
-        return [f"export PLANCHECK_DATABASE_URL={shlex.quote(database_url)}",
-                f"export PLANCHECK_BROKER_URL={shlex.quote(broker_url)}", *commands]
-    return ["plancheck dev        # keeps this PostgreSQL, Redis, a worker and a beat running; prints the exports",
-            *(f"{command}   # in another terminal, after the exports" for command in commands[:1]), *commands[1:]]
+        return [
+            f"export PLANCHECK_DATABASE_URL={shlex.quote(database_url)}",
+            f"export PLANCHECK_BROKER_URL={shlex.quote(broker_url)}",
+            *commands,
+        ]
+    return [
+        "plancheck dev        # keeps this PostgreSQL, Redis, a worker and a beat running; prints the exports",
+        *(f"{command}   # in another terminal, after the exports" for command in commands[:1]),
+        *commands[1:],
+    ]

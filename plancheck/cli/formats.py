@@ -69,8 +69,10 @@ class Located:
 
 def findings(located: Iterable[Located]) -> list[Located]:
     """The ERROR and WARNING results, in a stable order: file, line, column, rule."""
-    return sorted((item for item in located if item.is_finding),
-                  key=lambda item: (item.path or "", item.line, item.column, item.rule_id))
+    return sorted(
+        (item for item in located if item.is_finding),
+        key=lambda item: (item.path or "", item.line, item.column, item.rule_id),
+    )
 
 
 def counts(located: Iterable[Located]) -> dict[str, int]:
@@ -81,8 +83,10 @@ def counts(located: Iterable[Located]) -> dict[str, int]:
 # -- text -----------------------------------------------------------------------------------------
 def printable(text: str) -> str:
     """text with control characters shown as escapes, so SQL from a file cannot drive the terminal."""
-    return _UNPRINTABLE.sub(lambda match: f"\\x{ord(match.group()):02x}" if ord(match.group()) < 0x100
-                            else f"\\u{ord(match.group()):04x}", text)
+    return _UNPRINTABLE.sub(
+        lambda match: f"\\x{ord(match.group()):02x}" if ord(match.group()) < 0x100 else f"\\u{ord(match.group()):04x}",
+        text,
+    )
 
 
 def text_lines(located: Sequence[Located]) -> list[str]:
@@ -123,15 +127,19 @@ def sarif(located: Sequence[Located], version: str) -> dict[str, Any]:
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "plancheck",
-                "version": version,
-                "rules": [_sarif_rule(rule) for rule in ALL_RULES],
-            }},
-            "columnKind": "unicodeCodePoints",
-            "results": [_sarif_result(item, rule_index) for item in findings(located)],
-        }],
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "plancheck",
+                        "version": version,
+                        "rules": [_sarif_rule(rule) for rule in ALL_RULES],
+                    }
+                },
+                "columnKind": "unicodeCodePoints",
+                "results": [_sarif_result(item, rule_index) for item in findings(located)],
+            }
+        ],
     }
 
 
@@ -157,10 +165,14 @@ def _sarif_result(item: Located, rule_index: Mapping[str, int]) -> dict[str, Any
     if item.rule_id in rule_index:
         result["ruleIndex"] = rule_index[item.rule_id]
     if item.path is not None:  # a physical location needs an artifact: plan checks without a file have none
-        result["locations"] = [{"physicalLocation": {
-            "artifactLocation": {"uri": _uri(item.path)},
-            "region": {"startLine": item.line, "startColumn": item.column},
-        }}]
+        result["locations"] = [
+            {
+                "physicalLocation": {
+                    "artifactLocation": {"uri": _uri(item.path)},
+                    "region": {"startLine": item.line, "startColumn": item.column},
+                }
+            }
+        ]
     if item.result.get("target"):
         result["properties"] = {"target": item.result["target"]}
     return result

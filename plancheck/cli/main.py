@@ -37,7 +37,8 @@ app.add_typer(plans.plan_app, name="plan")
 app.add_typer(plans.issue_app, name="issue")
 app.add_typer(plans.rollout_app, name="rollout")
 ops.register(app)  # `plancheck status`, `plancheck metrics serve`
-review.register(app), rules.register(app)  # `plancheck review FILE…`, `plancheck rules`: no database needed
+review.register(app)  # `plancheck review FILE…`: no database needed
+rules.register(app)  # `plancheck rules`
 server.register(app)  # `plancheck api serve`, `plancheck token …`
 
 DataDirOption = Annotated[
@@ -147,10 +148,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         stderr.print("aborted", markup=False)
         return 130
     except Exception as exc:
-        message = error_message(exc)
-        if message is None:
+        reason = error_message(exc)
+        if reason is None:
             raise
-        stderr.print(f"error: {plain(one_line(message))}", markup=False, highlight=False, soft_wrap=True)
+        stderr.print(f"error: {plain(one_line(reason))}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
     return result if isinstance(result, int) else 0
 

@@ -14,12 +14,15 @@ from plancheck.cli.common import JsonOption, api, emit, plans_api, read_bytes, s
 from plancheck.cli.review import FormatOption, OutputFormat
 from plancheck.core.errors import MAX_ID
 
-plan_app = typer.Typer(help="Plans: submit SQL for target databases and read its checks. With PLANCHECK_API_URL and "
-                       "PLANCHECK_TOKEN set, create, checks, rerun and cancel go through the HTTP API.",
-                       no_args_is_help=True)
+plan_app = typer.Typer(
+    help="Plans: submit SQL for target databases and read its checks. With PLANCHECK_API_URL and "
+    "PLANCHECK_TOKEN set, create, checks, rerun and cancel go through the HTTP API.",
+    no_args_is_help=True,
+)
 issue_app = typer.Typer(help="Issues: approval of a checked plan.", no_args_is_help=True)
-rollout_app = typer.Typer(help="Rollouts: created once a plan's issue is approved and its checks are clean.",
-                          no_args_is_help=True)
+rollout_app = typer.Typer(
+    help="Rollouts: created once a plan's issue is approved and its checks are clean.", no_args_is_help=True
+)
 
 PlanId = Annotated[int, typer.Argument(metavar="PLAN_ID", help="Plan id.", min=1, max=MAX_ID)]
 
@@ -75,8 +78,11 @@ def plan_checks(
     else:
         render.render_checks(stdout, checks)
         if not checks.finished:
-            hint = (f"still {checks.status} after waiting {timeout:g}s" if wait
-                    else f"{checks.status}, not finished (add --wait to wait for the result)")
+            hint = (
+                f"still {checks.status} after waiting {timeout:g}s"
+                if wait
+                else f"{checks.status}, not finished (add --wait to wait for the result)"
+            )
             stderr.print(f"plan {plan_id}: {hint}", markup=False)
     raise typer.Exit(render.exit_code(checks.status, checks.results))
 

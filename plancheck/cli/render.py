@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 
 LEVEL_STYLE = {"ERROR": "bold red", "WARNING": "yellow", "SUCCESS": "green"}
 STATUS_STYLE = {
-    RunStatus.DONE: "green", RunStatus.FAILED: "bold red", RunStatus.CANCELED: "magenta", RunStatus.RUNNING: "cyan",
+    RunStatus.DONE: "green",
+    RunStatus.FAILED: "bold red",
+    RunStatus.CANCELED: "magenta",
+    RunStatus.RUNNING: "cyan",
     RunStatus.AVAILABLE: "cyan",
 }
 
@@ -108,8 +111,9 @@ def databases_table(databases: Sequence[Mapping[str, Any]], title: str = "Databa
     table.add_column("environment")
     table.add_column("labels")
     for database in databases:
-        table.add_row(safe(database["target"]), safe(database.get("environment") or ""),
-                      safe(labels_text(database.get("labels"))))
+        table.add_row(
+            safe(database["target"]), safe(database.get("environment") or ""), safe(labels_text(database.get("labels")))
+        )
     return table
 
 
@@ -173,8 +177,10 @@ def status_line(checks: Checks) -> str:
         state += " (waiting for a free worker slot)"
     elif checks.status == RunStatus.RUNNING and not any(attempt.get("outcome") is None for attempt in checks.attempts):
         state += " (claimed, waiting for a worker)"
-    line = (f"plan {checks.plan_id}: [{style}]{state}[/] — {checks.targets_done}/{total} targets checked, "
-            f"{counts['ERROR']} error(s), {counts['WARNING']} warning(s)")
+    line = (
+        f"plan {checks.plan_id}: [{style}]{state}[/] — {checks.targets_done}/{total} targets checked, "
+        f"{counts['ERROR']} error(s), {counts['WARNING']} warning(s)"
+    )
     if checks.reason:
         line += f" — reason: {safe(checks.reason)}"
     return line
@@ -183,8 +189,9 @@ def status_line(checks: Checks) -> str:
 def render_checks(console: Console, checks: Checks, show_attempts: bool = True, compact: bool = False) -> None:
     """The readable report of a plan's checks: one table per target, its summary line, the verdict."""
     for group in group_results(checks.results):
-        console.print(f"[bold]{safe(group.target)}[/]  {group.count('ERROR')} error(s), "
-                      f"{group.count('WARNING')} warning(s)")
+        console.print(
+            f"[bold]{safe(group.target)}[/]  {group.count('ERROR')} error(s), {group.count('WARNING')} warning(s)"
+        )
         console.print(target_table(group, compact))
         for summary in group.summaries:
             style = LEVEL_STYLE.get(str(summary.get("status")), "")

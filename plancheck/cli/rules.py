@@ -97,14 +97,28 @@ def rules_markdown() -> str:
 
     intro = _INTRO.format(syntax=SYNTAX_ERROR_CODE, too_large=TOO_LARGE_CODE, limit=MAX_SCRIPT_BYTES)
     lines = [intro, "| code | rule | default | what it catches |", "|---|---|---|---|"]
-    lines += [f"| {rule.code} | [`{rule.name}`](#{_anchor(rule)}) | {rule.default_level} | {_cell(rule.what)} |"
-              for rule in ALL_RULES]
+    lines += [
+        f"| {rule.code} | [`{rule.name}`](#{_anchor(rule)}) | {rule.default_level} | {_cell(rule.what)} |"
+        for rule in ALL_RULES
+    ]
     for rule in ALL_RULES:
-        lines += ["", f"## {rule.code} {rule.name}", "", f"Default level: {rule.default_level}.", "",
-                  rule.what, "", f"**Why.** {rule.why}", "", f"**Fix.** {rule.fix}", ""]
+        lines += [
+            "",
+            f"## {rule.code} {rule.name}",
+            "",
+            f"Default level: {rule.default_level}.",
+            "",
+            rule.what,
+            "",
+            f"**Why.** {rule.why}",
+            "",
+            f"**Fix.** {rule.fix}",
+            "",
+        ]
         if rule.default_options:
-            options = ", ".join(f"`{name}` (default `{json.dumps(value)}`)" for name, value in
-                                rule.default_options.items())
+            options = ", ".join(
+                f"`{name}` (default `{json.dumps(value)}`)" for name, value in rule.default_options.items()
+            )
             lines += [f"Options: {options}.", ""]
         lines += _examples("Flagged", rule.bad) + _examples("Not flagged", rule.good)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -17,8 +17,9 @@ from plancheck.cli.common import JsonOption, api, emit, stderr, stdout
 from plancheck.cli.render import print_json
 
 api_app = typer.Typer(help="The HTTP API and results page.", no_args_is_help=True)
-token_app = typer.Typer(help="Scoped bearer tokens for the HTTP API and results page (stored hashed).",
-                        no_args_is_help=True)
+token_app = typer.Typer(
+    help="Scoped bearer tokens for the HTTP API and results page (stored hashed).", no_args_is_help=True
+)
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="Token name: letters, digits, '-' or '_'.")]
 
@@ -32,8 +33,7 @@ def api_serve(
     /healthz and /metrics until Ctrl-C or SIGTERM."""
     from plancheck.server.app import serve
 
-    stderr.print(f"serving the plancheck API and results page on http://{host}:{port}/", markup=False,
-                 highlight=False)
+    stderr.print(f"serving the plancheck API and results page on http://{host}:{port}/", markup=False, highlight=False)
     serve(host, port)
 
 
@@ -42,8 +42,9 @@ def token_create(
     name: NameArg,
     scope: Annotated[str, typer.Option("--scope", help="read, submit (includes read) or admin (includes both).")],
     project: Annotated[str | None, typer.Option("--project", "-p", help="Limit the token to this project.")] = None,
-    expires: Annotated[str | None, typer.Option("--expires", help="Lifetime, e.g. 90d, 12h, 2w (default: none).")]
-    = None,
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="Lifetime, e.g. 90d, 12h, 2w (default: none).")
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Create a token and print it once (only its hash is stored). Without --json the token alone
@@ -54,8 +55,13 @@ def token_create(
         return
     reach = f"project {created.project}" if created.project else "all projects"
     expiry = f"expires {created.expires_at:%Y-%m-%d %H:%M %Z}" if created.expires_at else "never expires"
-    stderr.print(f"token {created.name!r} (id {created.id}): scope {created.scope}, {reach}, {expiry}. "
-                 "It is shown only this once: store it now.", markup=False, highlight=False, soft_wrap=True)
+    stderr.print(
+        f"token {created.name!r} (id {created.id}): scope {created.scope}, {reach}, {expiry}. "
+        "It is shown only this once: store it now.",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     stdout.print(created.token, markup=False, highlight=False, soft_wrap=True)
 
 
@@ -68,8 +74,15 @@ def token_list(json_output: JsonOption = False) -> None:
         table.add_column(column)
     for token in tokens:
         expires = token["expires_at"].isoformat(timespec="seconds") if token["expires_at"] else "never"
-        table.add_row(str(token["id"]), escape(token["name"]), token["scope"], escape(token["project"] or "all"),
-                      token["state"], token["created_at"].isoformat(timespec="seconds"), expires)
+        table.add_row(
+            str(token["id"]),
+            escape(token["name"]),
+            token["scope"],
+            escape(token["project"] or "all"),
+            token["state"],
+            token["created_at"].isoformat(timespec="seconds"),
+            expires,
+        )
     emit(json_output, {"tokens": tokens}, table)
 
 

@@ -52,7 +52,7 @@ def _split(url: str) -> _URLParts | None:
     match = _SCHEME.match(url)
     if match is None:
         return None
-    head, question, query = url[match.end():].partition("?")
+    head, question, query = url[match.end() :].partition("?")
     userinfo, at, location = head.rpartition("@")
     return _URLParts(match["scheme"], userinfo if at else None, location, query if question else None)
 

@@ -31,7 +31,7 @@ def sqlalchemy_url(url: str) -> str:
     """Accept libpq-style postgresql:// URLs and pin the psycopg 3 driver."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -63,8 +63,7 @@ class Settings(BaseModel):
     target_statement_timeout: float = _env("PLANCHECK_TARGET_STATEMENT_TIMEOUT", 5.0, ge=0.1, le=3600)
     target_lock_timeout: float = _env("PLANCHECK_TARGET_LOCK_TIMEOUT", 1.0, ge=0.01, le=3600)
     target_connect_timeout: int = _env("PLANCHECK_TARGET_CONNECT_TIMEOUT", 5, ge=1, le=300)
-    target_idle_in_transaction_timeout: float = _env("PLANCHECK_TARGET_IDLE_IN_TRANSACTION_TIMEOUT", 60.0, ge=1,
-                                                     le=DAY)
+    target_idle_in_transaction_timeout: float = _env("PLANCHECK_TARGET_IDLE_IN_TRANSACTION_TIMEOUT", 60.0, ge=1, le=DAY)
     target_idle_connections: int = _env("PLANCHECK_TARGET_IDLE_CONNECTIONS", 4, ge=0, le=100)
     target_idle_seconds: float = _env("PLANCHECK_TARGET_IDLE_SECONDS", 30.0, ge=0, le=3600)
     max_sql_bytes: int = _env("PLANCHECK_MAX_SQL_BYTES", 16 * MIB, ge=1024, le=256 * MIB)
@@ -90,15 +89,19 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _review_within_sql(self) -> Settings:
         if self.review_max_bytes > self.max_sql_bytes:
-            raise ValueError(f"PLANCHECK_REVIEW_MAX_BYTES ({self.review_max_bytes}) must not exceed "
-                             f"PLANCHECK_MAX_SQL_BYTES ({self.max_sql_bytes})")
+            raise ValueError(
+                f"PLANCHECK_REVIEW_MAX_BYTES ({self.review_max_bytes}) must not exceed "
+                f"PLANCHECK_MAX_SQL_BYTES ({self.max_sql_bytes})"
+            )
         return self
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> Settings:
         if self.heartbeat_seconds >= self.lease_seconds:
-            raise ValueError(f"PLANCHECK_HEARTBEAT_SECONDS ({self.heartbeat_seconds:g}) must be shorter than "
-                             f"PLANCHECK_LEASE_SECONDS ({self.lease_seconds:g})")
+            raise ValueError(
+                f"PLANCHECK_HEARTBEAT_SECONDS ({self.heartbeat_seconds:g}) must be shorter than "
+                f"PLANCHECK_LEASE_SECONDS ({self.lease_seconds:g})"
+            )
         return self
 
 

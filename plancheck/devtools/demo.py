@@ -6,6 +6,7 @@ straight to the embedded server. Re-running reuses the project, instance, group 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -148,25 +149,26 @@ def seed(server_url: str, database: SampleDatabase) -> bool:
         if conn.execute("SELECT to_regclass('public.order_items')").fetchone() != (None,):
             return False
         with conn.transaction():
-            conn.execute(SCHEMA_SQL.format(customers=database.customers, orders=database.orders,
-                                           items=database.items).encode())
+            conn.execute(
+                SCHEMA_SQL.format(customers=database.customers, orders=database.orders, items=database.items).encode()
+            )
         conn.execute("ANALYZE")
     return True
 
 
 def _ignore_conflict(action: Callable[[], object]) -> None:
-    try:
+    with contextlib.suppress(Conflict):
         action()
-    except Conflict:
-        pass
 
 
 def prepare(api: Plancheck, server_url: str, say: Callable[[str], None] = lambda message: None) -> None:
     """Sample databases, the demo project, instance, database settings and group (reused if present)."""
     for database in DATABASES:
         if seed(server_url, database):
-            say(f"created sample database {database.name} ({database.customers:,} customers, "
-                f"{database.orders:,} orders, {database.items:,} order items)")
+            say(
+                f"created sample database {database.name} ({database.customers:,} customers, "
+                f"{database.orders:,} orders, {database.items:,} order items)"
+            )
     _ignore_conflict(lambda: api.create_project(PROJECT, "Demo shop", PROJECT_SETTINGS))
     _ignore_conflict(lambda: api.add_instance(INSTANCE, server_url, "test"))
     api.sync_instance(INSTANCE)
@@ -178,5 +180,7 @@ def prepare(api: Plancheck, server_url: str, say: Callable[[str], None] = lambda
 
 def submit(api: Plancheck) -> list[DemoRun]:
     """Create the three plans at once, so their checks run side by side."""
-    return [DemoRun(plan, api.create_plan(PROJECT, plan.sql.encode(), plan.targets, plan.group, plan.title))
-            for plan in PLANS]
+    return [
+        DemoRun(plan, api.create_plan(PROJECT, plan.sql.encode(), plan.targets, plan.group, plan.title))
+        for plan in PLANS
+    ]

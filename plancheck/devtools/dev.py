@@ -77,8 +77,10 @@ class DevEnvironment:
         """Shell lines that point another terminal's `plancheck` at this environment."""
         import shlex
 
-        return [f"export PLANCHECK_DATABASE_URL={shlex.quote(self.database_url)}",
-                f"export PLANCHECK_BROKER_URL={shlex.quote(self.broker_url)}"]
+        return [
+            f"export PLANCHECK_DATABASE_URL={shlex.quote(self.database_url)}",
+            f"export PLANCHECK_BROKER_URL={shlex.quote(self.broker_url)}",
+        ]
 
     def state(self) -> dict[str, Any]:
         return {
@@ -120,8 +122,10 @@ class DevEnvironment:
     def _check_children(self) -> None:
         child = self.dead_child()
         if child is not None:
-            raise DevError(f"{child.name} (pid {child.pid}) exited with code {child.popen.returncode}; "
-                           f"see its log, {child.log_path}")
+            raise DevError(
+                f"{child.name} (pid {child.pid}) exited with code {child.popen.returncode}; "
+                f"see its log, {child.log_path}"
+            )
 
 
 def _answers(url: str) -> bool:
@@ -141,9 +145,11 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     handle = (data_dir / LOCK_FILE).open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except BlockingIOError as exc:
         handle.close()
-        raise AlreadyRunning(f"plancheck dev is already running on {data_dir}; stop it first (Ctrl-C in its terminal)")
+        raise AlreadyRunning(
+            f"plancheck dev is already running on {data_dir}; stop it first (Ctrl-C in its terminal)"
+        ) from exc
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()}\n")
@@ -360,4 +366,3 @@ def _dev_token(api: Any) -> str:
     with contextlib.suppress(NotFound):
         api.revoke_token(DEV_TOKEN)
     return str(api.create_token(DEV_TOKEN, "submit").token)
-

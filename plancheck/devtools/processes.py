@@ -85,8 +85,15 @@ def start_celery(
     die_with_parent: bool = False,
 ) -> CeleryProcess:
     """`python -m celery -A APP ARGS`, stdout and stderr to `log_dir/NAME.log` (see `start_module`)."""
-    return start_module(name, ["celery", "-A", app, *args], env=env, log_dir=log_dir, signal_group=signal_group,
-                        append_log=append_log, die_with_parent=die_with_parent)
+    return start_module(
+        name,
+        ["celery", "-A", app, *args],
+        env=env,
+        log_dir=log_dir,
+        signal_group=signal_group,
+        append_log=append_log,
+        die_with_parent=die_with_parent,
+    )
 
 
 def start_module(
@@ -178,8 +185,19 @@ class Cluster:
         return process
 
     def worker(self, name: str, concurrency: int = 2, pool: str = "prefork", app: str | None = None) -> CeleryProcess:
-        args = ["worker", "-n", f"{name}@%h", "-c", str(concurrency), "-P", pool, "-l", "INFO", "--without-mingle",
-                "--without-gossip"]
+        args = [
+            "worker",
+            "-n",
+            f"{name}@%h",
+            "-c",
+            str(concurrency),
+            "-P",
+            pool,
+            "-l",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+        ]
         return self._start(name, args, app)
 
     def beat(self, name: str = "beat") -> CeleryProcess:

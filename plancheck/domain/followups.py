@@ -105,7 +105,11 @@ def _apply(conn: Connection, due: Sequence[outbox.FollowUp]) -> int:
                 outbox.mark_delivered(conn, [follow_up.id])
             delivered += 1
         except Exception as exc:
-            log.exception("follow-up %s (%s) for plan %s failed; it will be retried",
-                          follow_up.id, follow_up.kind, follow_up.plan_id)
+            log.exception(
+                "follow-up %s (%s) for plan %s failed; it will be retried",
+                follow_up.id,
+                follow_up.kind,
+                follow_up.plan_id,
+            )
             outbox.back_off(conn, follow_up.id, f"{type(exc).__name__}: {error_line(exc)}")
     return delivered

@@ -81,9 +81,7 @@ def load_chunk(conn: Connection, plan_id: int, assignments: Sequence[tuple[str, 
     return Work(items, config)
 
 
-def project_databases(
-    conn: Connection, project_id: int, names: Sequence[str] | None = None
-) -> dict[str, Row[Any]]:
+def project_databases(conn: Connection, project_id: int, names: Sequence[str] | None = None) -> dict[str, Row[Any]]:
     rows = catalog.list_databases(conn, project_id, names)
     return {f"{row.instance_key}/{row.name}": row for row in rows}
 

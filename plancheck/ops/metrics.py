@@ -96,9 +96,7 @@ class PlancheckCollector(Collector):
                 "Seconds from the start of an execution to the end of its run (DONE, FAILED or CANCELED).",
                 totals.start_to_finish,
             ),
-            GaugeMetricFamily(
-                "plancheck_outbox_pending", "Follow-ups written but not yet delivered.", value=pending
-            ),
+            GaugeMetricFamily("plancheck_outbox_pending", "Follow-ups written but not yet delivered.", value=pending),
         ]
         if seen:
             metrics.append(

@@ -67,7 +67,7 @@ def check_broker(settings: Settings, timeout: float) -> Check:
     try:
         with BrokerConnection(url, connect_timeout=timeout) as connection:
             connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors
+    except Exception as exc:
         return Check("broker", False, f"unreachable: {display_url(url)} ({_error(exc, url)})")
     return Check("broker", True, display_url(url))
 
@@ -91,7 +91,7 @@ def check_workers(settings: Settings, timeout: float) -> Check:
     url = settings.broker_url
     try:
         names = ping_workers(url, settings.queue, timeout)
-    except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors
+    except Exception as exc:
         return Check("workers", False, f"ping failed ({_error(exc, url)})")
     if not names:
         return Check("workers", False, f"no worker answered a ping within {timeout:g}s", {"workers": []})
@@ -132,8 +132,10 @@ def _database_checks(settings: Settings, timeout: float) -> list[Check]:
                 with conn.begin_nested():
                     seen = beats.seen(conn)
             except ProgrammingError:
-                return [Check("beat", False, "unknown: no beat_heartbeat table (database not at head)"),
-                        check_backlog(backlog)]
+                return [
+                    Check("beat", False, "unknown: no beat_heartbeat table (database not at head)"),
+                    check_backlog(backlog),
+                ]
     except SQLAlchemyError:
         reason = "unknown: database unreachable"
         return [Check("beat", False, reason), Check("backlog", False, reason)]

@@ -72,8 +72,11 @@ class Scheduler(beat.Scheduler):
                 beats.record(conn, self.beat_name)
         except SQLAlchemyError as exc:
             if self._recording:
-                log.warning("beat %s: could not record its heartbeat (%s); scheduling goes on",
-                            self.beat_name, type(exc).__name__)
+                log.warning(
+                    "beat %s: could not record its heartbeat (%s); scheduling goes on",
+                    self.beat_name,
+                    type(exc).__name__,
+                )
             self._recording = False
         else:
             if not self._recording:

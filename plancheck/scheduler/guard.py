@@ -140,7 +140,7 @@ class Consumer(CeleryConsumer):
         self._drop(message, f"unknown task {task!r:.80}")
 
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
-        self._drop(message, f"invalid task message ({type(exc).__name__}: {str(exc):.200})")
+        self._drop(message, f"invalid task message ({type(exc).__name__}: {exc!s:.200})")
 
     def _drop(self, message: Any, reason: str) -> None:
         _dropped(str(message.delivery_info.get("routing_key", "?")), reason, len(message.body or b""))

@@ -51,13 +51,15 @@ def _redis_mark(connection: Connection, key: str, deployment: str, ttl_seconds: 
 def _amqp_mark(connection: Connection, name: str, deployment: str, ttl_seconds: int) -> str:
     channel = connection.channel()
     try:
-        marker = Queue(name, Exchange(""), routing_key=name, durable=True,
-                       queue_arguments={"x-expires": ttl_seconds * 1000})(channel)
+        marker = Queue(
+            name, Exchange(""), routing_key=name, durable=True, queue_arguments={"x-expires": ttl_seconds * 1000}
+        )(channel)
         marker.declare()
         message = marker.get(no_ack=False, accept=["json"])
         if message is None:
-            connection.Producer(channel).publish(deployment, routing_key=name, serializer="json",
-                                                 delivery_mode=2, exchange="")
+            connection.Producer(channel).publish(
+                deployment, routing_key=name, serializer="json", delivery_mode=2, exchange=""
+            )
             return deployment
         owner = str(message.payload)
         message.requeue()

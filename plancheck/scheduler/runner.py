@@ -121,8 +121,9 @@ def execute_chunk(chunk_id: int, token: str, worker: str, settings: Settings) ->
     if started is None:
         state_change("chunk ignored", None, chunk_id=chunk_id, worker=worker, reason="duplicate or stale delivery")
         return Outcome(Delivery.IGNORED)
-    execution = Execution(engine, settings, worker, started.run_id, started.plan_id, str(started.run_token),
-                          started.run_attempt, started)
+    execution = Execution(
+        engine, settings, worker, started.run_id, started.plan_id, str(started.run_token), started.run_attempt, started
+    )
     execution.log("chunk started", targets=len(started.targets))
     return _execute(execution, lambda conn: load_chunk(conn, started.plan_id, started.targets))
 
@@ -130,9 +131,8 @@ def execute_chunk(chunk_id: int, token: str, worker: str, settings: Settings) ->
 def _execute(execution: Execution, load: Callable[[Connection], Work]) -> Outcome:
     with execution.lease() as lease:
         try:
-            with lease.interruptible():
-                with execution.engine.connect() as conn:
-                    work = load(conn)
+            with lease.interruptible(), execution.engine.connect() as conn:
+                work = load(conn)
             return _proceed(execution, lease, work)
         except RunAbort as abort:
             return _end(execution, abort.status, abort.reason)
@@ -151,8 +151,9 @@ def _proceed(execution: Execution, lease: Lease, work: Work) -> Outcome:
     if len(work.items) > execution.settings.chunk_size:
         return _fan_out(execution, work)
     with execution.engine.begin() as conn:
-        if not runs.set_targets_total(conn, execution.run_id, execution.run_token, len(work.items),
-                                      execution.settings.lease_seconds):
+        if not runs.set_targets_total(
+            conn, execution.run_id, execution.run_token, len(work.items), execution.settings.lease_seconds
+        ):
             return _discard(execution)
     return _check_all(execution, lease, work)
 
@@ -187,8 +188,15 @@ def _check_all(execution: Execution, lease: Lease, work: Work) -> Outcome:
 def _check(item: Item, config: ReviewConfig, limits: CheckLimits, lease: Lease) -> list[CheckResult]:
     name = item.target.name
     if not item.sql:
-        return [CheckResult(Status.ERROR, CheckType.STATEMENT_ADVISE, name, "Target not found",
-                            f"{name} is no longer a database of this plan's project or group")]
+        return [
+            CheckResult(
+                Status.ERROR,
+                CheckType.STATEMENT_ADVISE,
+                name,
+                "Target not found",
+                f"{name} is no longer a database of this plan's project or group",
+            )
+        ]
     return check_target(item.target, item.sql, config, limits, should_stop=lambda: lease.lost, on_session=lease.track)
 
 
@@ -239,4 +247,3 @@ def claim_work(engine: Engine, settings: Settings) -> claims.Claims:
     """A claim in a transaction of its own (beat's claim, plan creation, a reap that freed work)."""
     with engine.begin() as conn:
         return _claim(conn, settings)
-

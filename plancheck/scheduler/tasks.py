@@ -144,8 +144,13 @@ def reap() -> int:
     for item in reaped:
         state_change("reaped", item.id, item.plan_id, attempt=item.attempt, status=item.status)
     for piece in reaped_chunks:
-        state_change("chunk reaped", piece.run_id, chunk=piece.chunk, attempt=piece.attempt,
-                     status=RunStatus.FAILED if piece.abandoned else RunStatus.AVAILABLE)
+        state_change(
+            "chunk reaped",
+            piece.run_id,
+            chunk=piece.chunk,
+            attempt=piece.attempt,
+            status=RunStatus.FAILED if piece.abandoned else RunStatus.AVAILABLE,
+        )
     if reaped or reaped_chunks:
         claim_now(config)
     return len(reaped) + len(reaped_chunks)

@@ -81,8 +81,9 @@ class Canceled(BaseModel):
 
 
 @router.post("/projects/{project}/plans", status_code=201, response_model=PlanCreated)
-def create_plan(project: ProjectKey, plan: PlanIn, grant: GrantDep, request: Request,
-                response: Response) -> PlanCreated:
+def create_plan(
+    project: ProjectKey, plan: PlanIn, grant: GrantDep, request: Request, response: Response
+) -> PlanCreated:
     """Store a plan; its checks start at once. Needs submit scope."""
     authorize(request, grant, Scope.SUBMIT, project=project)
     plan_id = api_of(request).create_plan(project, plan.sql, plan.targets or (), plan.group, plan.title)
@@ -95,8 +96,14 @@ async def plan_checks(
     plan_id: PlanId,
     grant: GrantDep,
     request: Request,
-    wait: Annotated[float, Query(ge=0, description=f"Long-poll: wait up to this many seconds (at most "
-                                                   f"{MAX_WAIT_SECONDS:g}) for the run to finish.")] = 0,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            description=f"Long-poll: wait up to this many seconds (at most "
+            f"{MAX_WAIT_SECONDS:g}) for the run to finish.",
+        ),
+    ] = 0,
 ) -> JsonDocument:
     """The plan's checks, the same document as `plancheck plan checks --json`. Needs read scope."""
     await run_in_threadpool(authorize, request, grant, Scope.READ, plan_id=plan_id)
@@ -138,8 +145,7 @@ def project_plans(
     request: Request,
     status: Annotated[str | None, Query(description="Only plans whose run has this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    before: Annotated[int | None, Query(ge=1, le=PLAN_ID_MAX, description="The previous page's "
-                                                                            "next_before.")] = None,
+    before: Annotated[int | None, Query(ge=1, le=PLAN_ID_MAX, description="The previous page's next_before.")] = None,
 ) -> JsonDocument:
     """The project's plans, newest first, with status and finding counts. Needs read scope."""
     authorize(request, grant, Scope.READ, project=project)

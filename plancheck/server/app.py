@@ -40,15 +40,29 @@ SHUTDOWN_SECONDS = 3
 LONG_POLL_INTERVAL = 0.5
 
 _ERROR_STATUS: tuple[tuple[type[PlancheckError], int], ...] = (
-    (Unauthorized, 401), (Forbidden, 403), (NotFound, 404), (Conflict, 409), (InvalidInput, 422),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidInput, 422),
 )
 ERROR_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    409: "conflict", 413: "too_large", 415: "unsupported_media_type", 422: "invalid", 500: "internal",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    500: "internal",
     503: "unavailable",
 }
-PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def max_body_bytes(max_sql_bytes: int) -> int:
@@ -120,14 +134,18 @@ def _server_metrics(watcher: FinishWatcher) -> Any:
     from prometheus_client import CollectorRegistry, Gauge
 
     registry = CollectorRegistry(auto_describe=False)
-    Gauge("plancheck_api_long_polls", "Requests of this API server process waiting for a run to finish.",
-          registry=registry).set_function(lambda: watcher.waiting)
+    Gauge(
+        "plancheck_api_long_polls",
+        "Requests of this API server process waiting for a run to finish.",
+        registry=registry,
+    ).set_function(lambda: watcher.waiting)
     return registry
 
 
 def _docs_page() -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="plancheck API",
-                               swagger_favicon_url="/static/favicon.svg")
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json", title="plancheck API", swagger_favicon_url="/static/favicon.svg"
+    )
 
 
 def _docs_csp() -> str:
@@ -138,8 +156,10 @@ def _docs_csp() -> str:
         for script in re.findall(r"<script>(.*?)</script>", body, re.S)
     )
     cdn = "https://cdn.jsdelivr.net"
-    return (f"default-src 'none'; script-src {cdn} {hashes}; style-src {cdn} 'unsafe-inline'; "
-            f"img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+    return (
+        f"default-src 'none'; script-src {cdn} {hashes}; style-src {cdn} 'unsafe-inline'; "
+        f"img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
 
 
 # -- security headers -----------------------------------------------------------------------------
@@ -168,8 +188,10 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", [])}
-                message["headers"] = [*message.get("headers", []),
-                                      *((name, value) for name, value in headers.items() if name not in present)]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *((name, value) for name, value in headers.items() if name not in present),
+                ]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -219,8 +241,9 @@ def _wants_json(request: Request) -> bool:
     return path.startswith("/api/") or path in ("/metrics", "/healthz") or path.endswith("/progress")
 
 
-def error_response(request: Request, status: int, message: str, headers: dict[str, str] | None = None,
-                   **extra: Any) -> Response:
+def error_response(
+    request: Request, status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
     if _wants_json(request):
         body = {"error": ERROR_CODES.get(status, "error"), "message": message, **extra}
         return JSONResponse(body, status_code=status, headers=headers)
@@ -244,12 +267,13 @@ def _add_error_handlers(app: FastAPI) -> None:
         if any(error.get("type") == "json_invalid" for error in errors):
             return error_response(request, 400, "the request body is not valid JSON")
         # The input is never echoed: it may be 16 MiB of SQL, or a secret sent by mistake.
-        details = [{"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
-                   for error in errors]
+        details = [
+            {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
+            for error in errors
+        ]
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(part) for part in first["loc"] if part != "body")
-        return error_response(request, 422, f"{where}: {first['msg']}" if where else str(first["msg"]),
-                              details=details)
+        return error_response(request, 422, f"{where}: {first['msg']}" if where else str(first["msg"]), details=details)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -275,5 +299,12 @@ def serve(host: str, port: int) -> None:
     logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)  # /healthz reads the revision
     app = create_app(Plancheck(settings))
     # Long-polls would hold a graceful shutdown for up to a minute: give them a few seconds.
-    uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True, server_header=False,
-                timeout_graceful_shutdown=SHUTDOWN_SECONDS)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=True,
+        server_header=False,
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+    )

@@ -56,8 +56,9 @@ def bearer_grant(request: Request) -> Grant:
 GrantDep = Annotated[Grant, Depends(bearer_grant)]
 
 
-def authorize(request: Request, grant: Grant, needed: Scope, *, project: str | None = None,
-              plan_id: int | None = None) -> None:
+def authorize(
+    request: Request, grant: Grant, needed: Scope, *, project: str | None = None, plan_id: int | None = None
+) -> None:
     """Forbidden unless the grant's scope covers `needed` and its project (if limited) owns the resource.
 
     `project=None` without a plan means the request spans every project.

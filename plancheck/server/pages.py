@@ -112,7 +112,7 @@ def home() -> Response:
 
 
 @router.get("/login")
-def login_form(request: Request, next: str | None = None) -> HTMLResponse:  # noqa: A002 - the query name
+def login_form(request: Request, next: str | None = None) -> HTMLResponse:
     return render(request, "login.html", next=safe_next(next), error=None, grant=None)
 
 
@@ -158,8 +158,16 @@ def project_page(
     grant = session[0]
     authorize(request, grant, Scope.READ, project=project)
     page = api_of(request).list_plans(project, status or None, PAGE_SIZE, before)
-    return render(request, "project.html", grant=grant, csrf=session[1].csrf, project=project, status=status,
-                  page=page, statuses=tuple(RunStatus))
+    return render(
+        request,
+        "project.html",
+        grant=grant,
+        csrf=session[1].csrf,
+        project=project,
+        status=status,
+        page=page,
+        statuses=tuple(RunStatus),
+    )
 
 
 @router.get("/plans/{plan_id}")
@@ -169,8 +177,14 @@ def plan_page(request: Request, plan_id: PlanId, session: SessionDep) -> HTMLRes
     api = api_of(request)
     plan = api.plan(plan_id)
     checks = api.checks(plan_id).to_json()
-    return render(request, "plan.html", **_plan_context(api, plan, checks), grant=grant, csrf=session[1].csrf,
-                  can_submit=grant.scope.includes(Scope.SUBMIT))
+    return render(
+        request,
+        "plan.html",
+        **_plan_context(api, plan, checks),
+        grant=grant,
+        csrf=session[1].csrf,
+        can_submit=grant.scope.includes(Scope.SUBMIT),
+    )
 
 
 def _plan_context(api: Plancheck, plan: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
@@ -223,4 +237,3 @@ async def rerun_button(request: Request, plan_id: PlanId, session: SessionDep) -
 @router.post("/plans/{plan_id}/cancel")
 async def cancel_button(request: Request, plan_id: PlanId, session: SessionDep) -> Response:
     return await _plan_action(request, plan_id, session, "cancel")
-

@@ -61,7 +61,7 @@ class FinishWatcher:
                 return
             try:
                 progress = await run_in_threadpool(self._progress, plan_ids)
-            except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the watch
+            except Exception as exc:
                 log.warning("long-poll status read failed (%s); retrying", type(exc).__name__)
                 continue
             for plan_id in plan_ids:

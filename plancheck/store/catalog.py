@@ -17,9 +17,7 @@ _INSTANCE_COLUMNS = "id, key, engine, url, password_env, environment, created_at
 _GROUP_COLUMNS = "id, project_id, key, expression, created_at"
 _PLAN_COLUMNS = "id, project_id, title, specs, version, created_at"
 # A database as checks need it: with its instance's key and connection settings.
-_DATABASE_COLUMNS = (
-    "d.id, d.name, d.environment, d.labels, d.project_id, i.key AS instance_key, i.url, i.password_env"
-)
+_DATABASE_COLUMNS = "d.id, d.name, d.environment, d.labels, d.project_id, i.key AS instance_key, i.url, i.password_env"
 
 # -- projects ---------------------------------------------------------------------------------------
 _CREATE_PROJECT = text(
@@ -44,9 +42,7 @@ _ADD_INSTANCE = text(
 
 _INSTANCE = text(f"SELECT {_INSTANCE_COLUMNS} FROM instance WHERE key = :key")
 
-_METADATA_IDENTITY = text(
-    "SELECT (SELECT system_identifier FROM pg_catalog.pg_control_system()), current_database()"
-)
+_METADATA_IDENTITY = text("SELECT (SELECT system_identifier FROM pg_catalog.pg_control_system()), current_database()")
 
 # A database registered before keeps its environment, labels and project.
 _REGISTER_DATABASE = text(
@@ -107,9 +103,7 @@ _GROUP = text(f"SELECT {_GROUP_COLUMNS} FROM database_group WHERE project_id = :
 _GROUPS = text(f"SELECT {_GROUP_COLUMNS} FROM database_group WHERE project_id = :project_id ORDER BY key")
 
 # -- sheets and plans -----------------------------------------------------------------------------
-_PUT_SHEET = text(
-    "INSERT INTO sheet (sha256, content) VALUES (:sha256, :content) ON CONFLICT (sha256) DO NOTHING"
-)
+_PUT_SHEET = text("INSERT INTO sheet (sha256, content) VALUES (:sha256, :content) ON CONFLICT (sha256) DO NOTHING")
 
 _SHEETS = text("SELECT sha256, content FROM sheet WHERE sha256 = ANY(:shas)").bindparams(
     bindparam("shas", type_=ARRAY(TEXT))
@@ -147,8 +141,7 @@ def _one(conn: Connection, statement: TextClause, params: dict[str, Any], missin
 
 # -- projects ---------------------------------------------------------------------------------------
 def create_project(conn: Connection, key: str, title: str, settings: dict[str, Any]) -> int:
-    return _insert_unique(conn, _CREATE_PROJECT, {"key": key, "title": title, "settings": settings},
-                          f"project {key!r}")
+    return _insert_unique(conn, _CREATE_PROJECT, {"key": key, "title": title, "settings": settings}, f"project {key!r}")
 
 
 def get_project(conn: Connection, key: str) -> Row[Any]:
@@ -202,10 +195,19 @@ def update_database(
     labels: dict[str, str] | None = None,
 ) -> None:
     """Change what is given of a database's project, environment and labels."""
-    params = {"instance_key": instance_key, "name": name, "project_id": project_id, "environment": environment,
-              "labels": labels}
-    _one(conn, _UPDATE_DATABASE, params,
-         f"database {instance_key}/{name} not found; run `plancheck instance sync {instance_key}`")
+    params = {
+        "instance_key": instance_key,
+        "name": name,
+        "project_id": project_id,
+        "environment": environment,
+        "labels": labels,
+    }
+    _one(
+        conn,
+        _UPDATE_DATABASE,
+        params,
+        f"database {instance_key}/{name} not found; run `plancheck instance sync {instance_key}`",
+    )
 
 
 def list_databases(
@@ -215,8 +217,11 @@ def list_databases(
     order; `names` (INSTANCE/DATABASE) limits the list to those."""
     if names is None:
         return list(conn.execute(_DATABASES, {"project_id": project_id}).all())
-    params = {"project_id": project_id, "names": list(names),
-              "database_names": sorted({name.partition("/")[2] for name in names})}
+    params = {
+        "project_id": project_id,
+        "names": list(names),
+        "database_names": sorted({name.partition("/")[2] for name in names}),
+    }
     return list(conn.execute(_NAMED_DATABASES, params).all())
 
 
@@ -227,8 +232,9 @@ def create_group(conn: Connection, project_id: int, key: str, expression: str) -
 
 
 def get_group(conn: Connection, project_id: int, key: str) -> Row[Any]:
-    return _one(conn, _GROUP, {"project_id": project_id, "key": key},
-                f"database group {key!r} not found in this project")
+    return _one(
+        conn, _GROUP, {"project_id": project_id, "key": key}, f"database group {key!r} not found in this project"
+    )
 
 
 def list_groups(conn: Connection, project_id: int) -> list[Row[Any]]:

@@ -166,8 +166,18 @@ def start(
     if row is None:
         return None
     targets = [(str(name), str(sheet)) for name, sheet in row.targets]
-    return StartedChunk(row.id, row.run_id, row.plan_id, row.run_token, row.token, row.chunk, row.attempt,
-                        row.run_attempt, row.generation, targets)
+    return StartedChunk(
+        row.id,
+        row.run_id,
+        row.plan_id,
+        row.run_token,
+        row.token,
+        row.chunk,
+        row.attempt,
+        row.run_attempt,
+        row.generation,
+        targets,
+    )
 
 
 def heartbeat(conn: Connection, chunk_id: int, token: uuid.UUID | str, lease_seconds: float) -> bool:

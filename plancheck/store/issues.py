@@ -110,8 +110,13 @@ def set_approval(
     conn: Connection, issue_id: int, risk: str, approvers: Sequence[str], status: str, generation: int
 ) -> None:
     """Record the approval found for a run generation: its risk, approvers and resulting status."""
-    params = {"id": issue_id, "risk": risk, "approvers": list(approvers), "approval_status": status,
-              "generation": generation}
+    params = {
+        "id": issue_id,
+        "risk": risk,
+        "approvers": list(approvers),
+        "approval_status": status,
+        "generation": generation,
+    }
     conn.execute(_SET_APPROVAL, params)
 
 

@@ -20,7 +20,7 @@ _COUNT = """(SELECT count(*) FROM jsonb_array_elements(coalesce(r.result -> 'res
 _PLANS = text(
     f"""
     SELECT p.id AS plan_id, p.title, p.created_at, r.status, r.generation, r.targets_total, r.targets_done,
-           r.finished_at, {_COUNT.format(level='ERROR')} AS errors, {_COUNT.format(level='WARNING')} AS warnings
+           r.finished_at, {_COUNT.format(level="ERROR")} AS errors, {_COUNT.format(level="WARNING")} AS warnings
     FROM plan p LEFT JOIN plan_check_run r ON r.plan_id = p.id
     WHERE p.project_id = :project_id
       AND (CAST(:status AS text) IS NULL OR r.status = :status)

@@ -20,7 +20,24 @@ from plancheck.store.db import create_metadata_engine
 # Upper bounds (seconds) of the latency histograms: milliseconds for claim-to-start (the dispatch
 # path), up to an hour for a large plan's checks.
 HISTOGRAM_BOUNDS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    900.0,
+    1800.0,
+    3600.0,
 )
 
 # A chunk's attempts (chunk IS NOT NULL) count as executions (claim to start, LOST), never as runs.

@@ -59,8 +59,14 @@ def create(
     expires_in_seconds: float | None,
 ) -> tuple[int, datetime | None]:
     """Store a token's hash; returns its id and expiry. A name is unique among unrevoked tokens."""
-    params = {"name": name, "key_id": key_id, "secret_hash": secret_hash, "scope": scope,
-              "project_id": project_id, "expires_in": expires_in_seconds}
+    params = {
+        "name": name,
+        "key_id": key_id,
+        "secret_hash": secret_hash,
+        "scope": scope,
+        "project_id": project_id,
+        "expires_in": expires_in_seconds,
+    }
     try:
         with conn.begin_nested():
             row = conn.execute(_CREATE, params).one()

@@ -38,8 +38,13 @@ def _publish_again(broker_url: str | None) -> Callable[..., None]:
         if sender not in WORK_TASKS or headers.get(DUPLICATE_HEADER):
             return
         args, kwargs, _embed = body  # task protocol 2: (args, kwargs, embed)
-        again = {"args": args, "kwargs": kwargs, "task_id": headers.get("id"), "headers": {DUPLICATE_HEADER: "1"},
-                 "queue": routing_key}
+        again = {
+            "args": args,
+            "kwargs": kwargs,
+            "task_id": headers.get("id"),
+            "headers": {DUPLICATE_HEADER: "1"},
+            "queue": routing_key,
+        }
         if broker_url is None:
             app.send_task(sender, **again)
         else:

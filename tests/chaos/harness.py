@@ -7,6 +7,7 @@ PostgreSQL is pgserver's bundled server driven with its own `pg_ctl`, Redis is r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -95,10 +96,8 @@ class ChaosPostgres:
         return old, self.pid
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError, FileNotFoundError):
             self.stop()
-        except (subprocess.CalledProcessError, FileNotFoundError):
-            pass
 
 
 # --------------------------------------------------------------------------------------------------
@@ -248,8 +247,16 @@ class PlanStream(threading.Thread):
     gets an issue right away, approved at once. Failures (PostgreSQL down) are counted, not raised.
     """
 
-    def __init__(self, api: Any, targets: Targets, rate: float, duration: float,
-                 slow_every: int = 3, issue_every: int = 4, project: str = "shop") -> None:
+    def __init__(
+        self,
+        api: Any,
+        targets: Targets,
+        rate: float,
+        duration: float,
+        slow_every: int = 3,
+        issue_every: int = 4,
+        project: str = "shop",
+    ) -> None:
         super().__init__(name="plan-stream", daemon=True)
         self.api, self.targets, self.rate, self.duration = api, targets, rate, duration
         self.slow_every, self.issue_every, self.project = slow_every, issue_every, project
@@ -270,7 +277,7 @@ class PlanStream(threading.Thread):
                     plan_id = self.api.create_plan(self.project, SLOW_SQL, targets=list(self.targets.slow))
                 else:
                     plan_id = self.api.create_plan(self.project, FAST_SQL, targets=[self.targets.fast])
-            except Exception as exc:  # noqa: BLE001 - a fault under way; count it and go on
+            except Exception as exc:
                 self.errors[type(exc).__name__] += 1
             else:
                 self.created.append(plan_id)
@@ -281,7 +288,7 @@ class PlanStream(threading.Thread):
                         issue = self.api.create_issue(plan_id)
                         self.api.approve_issue(issue.id)
                         self.with_issue.add(plan_id)
-                    except Exception as exc:  # noqa: BLE001
+                    except Exception as exc:
                         self.errors[f"issue:{type(exc).__name__}"] += 1
             next_at = start + index / self.rate
             self._halt.wait(max(0.0, next_at - time.monotonic()))
@@ -315,10 +322,8 @@ class LockCycler(threading.Thread):
                 self._halt.wait(0.2)  # server restarting: try again
             finally:
                 for conn in conns:
-                    try:
+                    with contextlib.suppress(psycopg.Error):
                         conn.close()
-                    except psycopg.Error:
-                        pass
             self._halt.wait(self.gap)
 
     def stop(self) -> None:
@@ -365,7 +370,7 @@ def wait_quiet(
     while True:
         try:
             now = pending(engine)
-        except Exception as exc:  # noqa: BLE001 - PostgreSQL may still be coming back
+        except Exception as exc:
             log.debug("quiet probe failed: %s", exc)
         else:
             if now == (0, 0):
@@ -375,8 +380,9 @@ def wait_quiet(
             elif now[0] == 0 and time.monotonic() - changed > stall:
                 raise AssertionError(f"{now[1]} follow-ups stay pending although every run is terminal\n{diagnose()}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"not quiet after {timeout}s: {last[0]} runs unfinished, "
-                                 f"{last[1]} follow-ups pending\n{diagnose()}")
+            raise AssertionError(
+                f"not quiet after {timeout}s: {last[0]} runs unfinished, {last[1]} follow-ups pending\n{diagnose()}"
+            )
         time.sleep(0.2)
 
 
@@ -387,8 +393,10 @@ def relay_failures(logs: Iterable[str], limit: int = 3) -> str:
         lines = text_.splitlines()
         for index, line in enumerate(lines):
             if "follow-up" in line and "stays pending" in line:
-                cause = next((later for later in lines[index + 1:index + 80]
-                              if later.startswith(("sqlalchemy.", "psycopg."))), "")
+                cause = next(
+                    (later for later in lines[index + 1 : index + 80] if later.startswith(("sqlalchemy.", "psycopg."))),
+                    "",
+                )
                 found.append(f"{line.strip()}\n    {cause.strip()}")
                 if len(found) >= limit:
                     return "\n".join(found)
@@ -451,8 +459,10 @@ def check_invariants(engine: Engine, logs: Iterable[str] = (), plans_with_issue:
             )
         ).all()
         attempt_rows = conn.execute(
-            text("SELECT run_id, generation, attempt, chunk, token, worker, started_at, finished_at, outcome "
-                 "FROM plan_check_attempt")
+            text(
+                "SELECT run_id, generation, attempt, chunk, token, worker, started_at, finished_at, outcome "
+                "FROM plan_check_attempt"
+            )
         ).all()
         outbox_rows = conn.execute(text("SELECT kind, plan_id, dedupe_key, payload, delivered_at FROM outbox")).all()
         issues = {row.plan_id: row for row in conn.execute(text("SELECT * FROM issue")).all()}
@@ -529,17 +539,23 @@ def check_invariants(engine: Engine, logs: Iterable[str] = (), plans_with_issue:
             continue
         (winner,) = done
         if (winner.worker, winner.started_at, winner.finished_at, winner.attempt) != (
-            run.worker, run.started_at, run.finished_at, run.attempt
+            run.worker,
+            run.started_at,
+            run.finished_at,
+            run.attempt,
         ):
             report.fail(f"run {run.id}: row does not match its DONE attempt (stale write?)")
         planned = sorted(t for spec in (run.specs or []) for t in spec.get("targets", []))
         results = run.result.get("results", [])
         if not (run.targets_total == run.targets_done == len(planned)):
-            report.fail(f"run {run.id}: targets_total={run.targets_total} targets_done={run.targets_done} "
-                        f"planned={len(planned)}")
+            report.fail(
+                f"run {run.id}: targets_total={run.targets_total} targets_done={run.targets_done} "
+                f"planned={len(planned)}"
+            )
         if sorted({r["target"] for r in results}) != planned:
-            report.fail(f"run {run.id}: results name targets {sorted({r['target'] for r in results})}, "
-                        f"planned {planned}")
+            report.fail(
+                f"run {run.id}: results name targets {sorted({r['target'] for r in results})}, planned {planned}"
+            )
         # One result set per target: its summary report, or — when the target could not be checked —
         # a single ERROR. Two sets for one target would mean a second execution's results were appended.
         for name in planned:
@@ -568,14 +584,17 @@ def check_invariants(engine: Engine, logs: Iterable[str] = (), plans_with_issue:
             report.fail(f"plan {plan_id}: run or issue missing")
             continue
         if run.status == "DONE" and issue.approval_generation != run.generation:
-            report.fail(f"plan {plan_id}: approval found for generation {issue.approval_generation}, "
-                        f"run is {run.generation}")
+            report.fail(
+                f"plan {plan_id}: approval found for generation {issue.approval_generation}, run is {run.generation}"
+            )
         clean = run.status == "DONE" and all(r["status"] != "ERROR" for r in run.result.get("results", []))
         expected = 1 if clean and issue.approval_status == "APPROVED" else 0
         found = [r for r in rollouts_by_plan.get(plan_id, []) if r.plan_version == run.version]
         if len(found) != expected:
-            report.fail(f"plan {plan_id}: {len(found)} rollouts for version {run.version}, expected {expected} "
-                        f"(approval {issue.approval_status}, clean={clean})")
+            report.fail(
+                f"plan {plan_id}: {len(found)} rollouts for version {run.version}, expected {expected} "
+                f"(approval {issue.approval_status}, clean={clean})"
+            )
         elif found:
             targets = sorted({r["target"] for r in run.result.get("results", [])})
             if list(found[0].names) != targets:
@@ -603,8 +622,10 @@ class ScenarioResult:
     notes: str = ""
 
     def row(self) -> str:
-        return (f"| {self.scenario} | {self.runs} | {self.faults} | {self.recovered} | {self.duplicates} | "
-                f"{self.quiet_seconds:.1f} s | {self.notes} |\n")
+        return (
+            f"| {self.scenario} | {self.runs} | {self.faults} | {self.recovered} | {self.duplicates} | "
+            f"{self.quiet_seconds:.1f} s | {self.notes} |\n"
+        )
 
 
 def write_report(path: Path, result: ScenarioResult) -> None:
@@ -622,6 +643,10 @@ def report_path(default_dir: Path) -> Path:
 
 def all_started(engine: Engine, predicate_sql: str = "true") -> Callable[[], int]:
     def count() -> int:
-        return _scalar(engine, f"SELECT count(*) FROM plan_check_run WHERE status = 'RUNNING' "
-                               f"AND started_at IS NOT NULL AND {predicate_sql}")
+        return _scalar(
+            engine,
+            f"SELECT count(*) FROM plan_check_run WHERE status = 'RUNNING' "
+            f"AND started_at IS NOT NULL AND {predicate_sql}",
+        )
+
     return count

@@ -75,7 +75,11 @@ def start_api_server(env: dict[str, str], log_dir: Path) -> ApiServer:
     with log_path.open("wb") as log:
         popen = subprocess.Popen(
             [sys.executable, "-m", "plancheck.cli.main", "api", "serve", "--port", str(port)],
-            env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     server = ApiServer(f"http://127.0.0.1:{port}", popen, log_path)
     deadline = time.monotonic() + START_TIMEOUT

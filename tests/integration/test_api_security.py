@@ -33,7 +33,6 @@ TABLES = ("project", "database", "sheet", "plan", "plan_check_run", "outbox", "a
 SQL = "SELECT id FROM items WHERE id = 1;\n"
 
 
-
 @pytest.fixture
 def target(api: Plancheck, create_database: Callable[[str], str]) -> TargetDatabase:
     target = register_target(api, *make_target(create_database, rows=10))
@@ -64,15 +63,18 @@ def endpoints(plan_id: int, target: TargetDatabase) -> list[tuple[str, str, dict
     ]
 
 
-def call(server: ApiServer, method: str, path: str, body: dict[str, Any] | None,
-         headers: dict[str, str]) -> httpx.Response:
+def call(
+    server: ApiServer, method: str, path: str, body: dict[str, Any] | None, headers: dict[str, str]
+) -> httpx.Response:
     return httpx.request(method, server.url + path, json=body, headers=headers, timeout=30)
 
 
 def expire(api: Plancheck, token: str) -> None:
     with api.engine.begin() as conn:
-        conn.execute(text("UPDATE api_token SET expires_at = now() - interval '1 second' WHERE key_id = :k"),
-                     {"k": token.split("_")[1]})
+        conn.execute(
+            text("UPDATE api_token SET expires_at = now() - interval '1 second' WHERE key_id = :k"),
+            {"k": token.split("_")[1]},
+        )
 
 
 def test_bad_credentials_get_401_and_are_logged_without_the_token(
@@ -104,8 +106,9 @@ def test_bad_credentials_get_401_and_are_logged_without_the_token(
             refusals += 1
     assert counts(api) == before
     assert api.checks(plan_id).generation == 1  # no rerun, no cancel got through
-    messages = {call(api_server, "GET", "/api/v1/projects", None, headers).json()["message"]
-                for headers in presented.values()}
+    messages = {
+        call(api_server, "GET", "/api/v1/projects", None, headers).json()["message"] for headers in presented.values()
+    }
     assert any("has expired" in message for message in messages)
     assert any("was revoked" in message for message in messages)
 
@@ -124,8 +127,10 @@ def test_scope_and_project_limits_get_403(
         expected = 403 if method == "POST" else 200
         assert response.status_code == expected, (path, response.text)
         if expected == 403:
-            assert response.json() == {"error": "forbidden",
-                                       "message": "token 'read-1' has scope read; this needs submit"}
+            assert response.json() == {
+                "error": "forbidden",
+                "message": "token 'read-1' has scope read; this needs submit",
+            }
 
     other = {"Authorization": f"Bearer {make_token('admin', project='other')}"}
     for method, path, body in endpoints(plan_id, target):
@@ -177,14 +182,24 @@ def _body(body: Any, target: TargetDatabase) -> tuple[str, bytes]:
 
 @pytest.mark.parametrize(("case", "body", "status", "message"), BAD_BODIES, ids=[case[0] for case in BAD_BODIES])
 def test_bad_plans_get_a_json_error_and_nothing_is_written(
-    api: Plancheck, api_server: ApiServer, make_token: Callable[..., str], target: TargetDatabase,
-    case: str, body: Any, status: int, message: str,
+    api: Plancheck,
+    api_server: ApiServer,
+    make_token: Callable[..., str],
+    target: TargetDatabase,
+    case: str,
+    body: Any,
+    status: int,
+    message: str,
 ) -> None:
     token = make_token("submit")
     project, raw = _body(dict(body) if isinstance(body, dict) else body, target)
     before = counts(api)
-    response = httpx.post(f"{api_server.url}/api/v1/projects/{project}/plans", content=raw, timeout=60,
-                          headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    response = httpx.post(
+        f"{api_server.url}/api/v1/projects/{project}/plans",
+        content=raw,
+        timeout=60,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     assert response.status_code == status, response.text[:500]
     error = response.json()
     assert message in error["message"] and "\n" not in error["message"], error
@@ -192,16 +207,18 @@ def test_bad_plans_get_a_json_error_and_nothing_is_written(
     assert counts(api) == before
 
 
-def test_an_archived_project_takes_no_plan(api: Plancheck, api_server: ApiServer, make_token: Callable[..., str],
-                                           target: TargetDatabase) -> None:
+def test_an_archived_project_takes_no_plan(
+    api: Plancheck, api_server: ApiServer, make_token: Callable[..., str], target: TargetDatabase
+) -> None:
     api.set_project_archived("shop")
     with api_server.client(make_token("submit")) as http:
         response = http.post("/api/v1/projects/shop/plans", json={"sql": SQL, "targets": [target.target]})
     assert response.status_code == 422 and response.json()["message"] == "project 'shop' is archived"
 
 
-def test_a_huge_body_is_refused_before_it_is_read(api: Plancheck, api_server: ApiServer,
-                                                  make_token: Callable[..., str], target: TargetDatabase) -> None:
+def test_a_huge_body_is_refused_before_it_is_read(
+    api: Plancheck, api_server: ApiServer, make_token: Callable[..., str], target: TargetDatabase
+) -> None:
     """A declared 1 GiB body gets 413 after a few bytes; a chunked one is cut once past the limit."""
     token = make_token("submit")
     before = counts(api)
@@ -209,7 +226,7 @@ def test_a_huge_body_is_refused_before_it_is_read(api: Plancheck, api_server: Ap
     with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
         sock.sendall(
             b"POST /api/v1/projects/shop/plans HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-            b"Authorization: Bearer " + token.encode() + b"\r\nContent-Length: 1073741824\r\n\r\n{\"sql\": \""
+            b"Authorization: Bearer " + token.encode() + b'\r\nContent-Length: 1073741824\r\n\r\n{"sql": "'
         )
         answer = b"".join(iter(lambda: sock.recv(65536), b"")).decode(errors="replace")  # it closes after
     assert answer.startswith("HTTP/1.1 413"), answer
@@ -222,8 +239,12 @@ def test_a_huge_body_is_refused_before_it_is_read(api: Plancheck, api_server: Ap
             yield b"-" * (1 << 20)
 
     try:
-        response = httpx.post(f"{api_server.url}/api/v1/projects/shop/plans", content=chunks(), timeout=60,
-                              headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        response = httpx.post(
+            f"{api_server.url}/api/v1/projects/shop/plans",
+            content=chunks(),
+            timeout=60,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
         assert response.status_code == 413 and response.json()["error"] == "too_large"
     except httpx.WriteError:
         pass  # the server answered and closed while the client was still sending; its log says what
@@ -269,8 +290,9 @@ def test_login_sets_a_strict_http_only_session_cookie(
     assert page.headers["cache-control"] == "no-store"
 
 
-def test_pages_need_a_valid_session(api: Plancheck, api_server: ApiServer, make_token: Callable[..., str],
-                                    target: TargetDatabase, plan_id: int) -> None:
+def test_pages_need_a_valid_session(
+    api: Plancheck, api_server: ApiServer, make_token: Callable[..., str], target: TargetDatabase, plan_id: int
+) -> None:
     anonymous = httpx.get(f"{api_server.url}/plans/{plan_id}")
     assert anonymous.status_code == 303 and anonymous.headers["location"] == f"/login?next=/plans/{plan_id}"
     refused = login(api_server, "pct_0123456789ab_" + "x" * 43)
@@ -337,9 +359,14 @@ def test_user_text_is_escaped_everywhere(
 ) -> None:
     """A plan title, its SQL and a registered database name full of markup render as text."""
     with api.engine.begin() as conn:
-        conn.execute(text("INSERT INTO database (instance_id, name, environment, project_id) "
-                          "SELECT i.id, :name, 'test', p.id FROM instance i, project p "
-                          "WHERE i.key = 'local' AND p.key = 'shop'"), {"name": EVIL_DATABASE})
+        conn.execute(
+            text(
+                "INSERT INTO database (instance_id, name, environment, project_id) "
+                "SELECT i.id, :name, 'test', p.id FROM instance i, project p "
+                "WHERE i.key = 'local' AND p.key = 'shop'"
+            ),
+            {"name": EVIL_DATABASE},
+        )
     cluster.worker("w1")
     token = make_token("submit")
     with api_server.client(token) as http:

@@ -25,10 +25,14 @@ RISKY_SQL = "DELETE FROM items;\nUPDATE items SET price = 0;\n"
 CLEAN_SQL = "SELECT id FROM items WHERE id = 1;\n"
 STATS_DELAY = 10.0
 API_PATHS = {
-    "/api/v1/projects/{project}/plans", "/api/v1/plans/{plan_id}/checks", "/api/v1/plans/{plan_id}/rerun",
-    "/api/v1/plans/{plan_id}/cancel", "/api/v1/projects", "/healthz", "/metrics",
+    "/api/v1/projects/{project}/plans",
+    "/api/v1/plans/{plan_id}/checks",
+    "/api/v1/plans/{plan_id}/rerun",
+    "/api/v1/plans/{plan_id}/cancel",
+    "/api/v1/projects",
+    "/healthz",
+    "/metrics",
 }
-
 
 
 @pytest.fixture
@@ -92,8 +96,10 @@ def test_cancel_and_rerun(api_server: ApiServer, make_token: Callable[..., str],
         assert checks["generation"] == 2 and checks["status"] in ("AVAILABLE", "RUNNING")
         for path in ("/api/v1/plans/999999/checks",):
             missing = http.get(path)
-            assert missing.status_code == 404 and missing.json() == {"error": "not_found",
-                                                                     "message": "plan 999999 not found"}
+            assert missing.status_code == 404 and missing.json() == {
+                "error": "not_found",
+                "message": "plan 999999 not found",
+            }
         for action in ("rerun", "cancel"):
             assert http.post(f"/api/v1/plans/999999/{action}").status_code == 404
 
@@ -132,8 +138,15 @@ def test_listings_page_newest_first_without_shifting(
 
         canceled = http.get("/api/v1/projects/shop/plans", params={"status": "CANCELED"}).json()
         assert [(plan["plan_id"], plan["status"]) for plan in canceled["plans"]] == [(created[1], "CANCELED")]
-        assert set(canceled["plans"][0]) >= {"title", "created_at", "targets_done", "targets_total", "errors",
-                                             "warnings", "generation"}
+        assert set(canceled["plans"][0]) >= {
+            "title",
+            "created_at",
+            "targets_done",
+            "targets_total",
+            "errors",
+            "warnings",
+            "generation",
+        }
         for bad in ({"status": "WAITING"}, {"limit": 0}, {"limit": 201}, {"before": "x"}):
             response = http.get("/api/v1/projects/shop/plans", params=bad)
             assert response.status_code == 422 and response.json()["error"] == "invalid", bad
@@ -148,8 +161,9 @@ def _server_threads(server: ApiServer) -> int:
 async def _long_polls(client: httpx.AsyncClient) -> int:
     """How many requests the server says are waiting (its plancheck_api_long_polls gauge)."""
     metrics = (await client.get("/metrics")).text
-    return int(float(next(line.split()[1] for line in metrics.splitlines()
-                          if line.startswith("plancheck_api_long_polls "))))
+    return int(
+        float(next(line.split()[1] for line in metrics.splitlines() if line.startswith("plancheck_api_long_polls ")))
+    )
 
 
 def _transactions(metadata_url: str) -> int:
@@ -157,16 +171,21 @@ def _transactions(metadata_url: str) -> int:
     engine = create_engine(metadata_url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(text(
-                "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
-            )).scalar_one())
+            return int(
+                conn.execute(
+                    text("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+                ).scalar_one()
+            )
     finally:
         engine.dispose()
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the server's thread count from /proc")
 def test_200_concurrent_long_polls_share_one_status_query(
-    api_server: ApiServer, make_token: Callable[..., str], target: TargetDatabase, cluster: Cluster,
+    api_server: ApiServer,
+    make_token: Callable[..., str],
+    target: TargetDatabase,
+    cluster: Cluster,
     metadata_url: str,
 ) -> None:
     """200 clients long-poll one plan while no worker runs: the server holds no thread per waiter
@@ -177,10 +196,13 @@ def test_200_concurrent_long_polls_share_one_status_query(
 
     async def scenario() -> tuple[list[httpx.Response], int, int]:
         limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
-        async with httpx.AsyncClient(base_url=api_server.url, headers={"Authorization": f"Bearer {token}"},
-                                     timeout=120, limits=limits) as client:
-            polls = [asyncio.create_task(client.get(f"/api/v1/plans/{plan_id}/checks", params={"wait": 60}))
-                     for _ in range(200)]
+        async with httpx.AsyncClient(
+            base_url=api_server.url, headers={"Authorization": f"Bearer {token}"}, timeout=120, limits=limits
+        ) as client:
+            polls = [
+                asyncio.create_task(client.get(f"/api/v1/plans/{plan_id}/checks", params={"wait": 60}))
+                for _ in range(200)
+            ]
             while await _long_polls(client) < 200:  # authenticated, read the run once, now waiting
                 assert not any(poll.done() for poll in polls), "a long-poll returned early"
                 await asyncio.sleep(0.5)
@@ -209,8 +231,7 @@ def test_healthz_needs_no_token_and_reports_an_unreachable_broker(
 ) -> None:
     healthy = httpx.get(f"{api_server.url}/healthz")
     assert healthy.status_code == 200 and healthy.json() == {"status": "ok", "database": True, "broker": True}
-    broken = start_api_server({**plancheck_env, "PLANCHECK_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"},
-                              tmp_path)
+    broken = start_api_server({**plancheck_env, "PLANCHECK_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}, tmp_path)
     try:
         response = httpx.get(f"{broken.url}/healthz", timeout=30)
         assert response.status_code == 503
@@ -219,8 +240,9 @@ def test_healthz_needs_no_token_and_reports_an_unreachable_broker(
         broken.stop()
 
 
-def test_metrics_openapi_and_docs(api_server: ApiServer, make_token: Callable[..., str],
-                                  target: TargetDatabase) -> None:
+def test_metrics_openapi_and_docs(
+    api_server: ApiServer, make_token: Callable[..., str], target: TargetDatabase
+) -> None:
     metrics_path = "/metrics"
     assert httpx.get(api_server.url + metrics_path).status_code == 401
     with api_server.client(make_token("read")) as http:
@@ -232,7 +254,7 @@ def test_metrics_openapi_and_docs(api_server: ApiServer, make_token: Callable[..
         assert refused.status_code == 403 and "limited to project 'shop'" in refused.json()["message"]
 
     document = httpx.get(f"{api_server.url}/openapi.json").json()
-    assert API_PATHS <= set(document["paths"])
+    assert set(document["paths"]) >= API_PATHS
     assert document["components"]["schemas"]["PlanIn"]["additionalProperties"] is False  # unknown fields: 422
     docs = httpx.get(f"{api_server.url}/docs")
     assert docs.status_code == 200 and "/openapi.json" in docs.text
@@ -240,7 +262,10 @@ def test_metrics_openapi_and_docs(api_server: ApiServer, make_token: Callable[..
 
 
 def test_a_restart_loses_nothing_and_sessions_survive(
-    api_server: ApiServer, make_token: Callable[..., str], target: TargetDatabase, plancheck_env: dict[str, str],
+    api_server: ApiServer,
+    make_token: Callable[..., str],
+    target: TargetDatabase,
+    plancheck_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     """Tokens and the session-signing key live in PostgreSQL: a second server process accepts both."""
@@ -249,8 +274,9 @@ def test_a_restart_loses_nothing_and_sessions_survive(
     assert login.status_code == 303
     second = start_api_server(plancheck_env, tmp_path)
     try:
-        assert httpx.get(f"{second.url}/api/v1/projects", headers={"Authorization": f"Bearer {token}"}).status_code \
-            == 200
+        assert (
+            httpx.get(f"{second.url}/api/v1/projects", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        )
         page = httpx.get(f"{second.url}/projects", cookies=login.cookies)
         assert page.status_code == 200 and "shop" in page.text
     finally:

@@ -87,8 +87,9 @@ def test_no_row_lock_is_held_while_a_runs_targets_are_evaluated(
 
 def _publish_raw(broker_url: str, queue: str, body: bytes, content_type: str = "application/json") -> None:
     with Connection(broker_url) as connection:
-        connection.Producer().publish(body, exchange="", routing_key=queue, content_type=content_type,
-                                      content_encoding="utf-8", serializer=None)
+        connection.Producer().publish(
+            body, exchange="", routing_key=queue, content_type=content_type, content_encoding="utf-8", serializer=None
+        )
 
 
 def test_hostile_messages_never_kill_a_worker(
@@ -103,8 +104,12 @@ def test_hostile_messages_never_kill_a_worker(
         _publish_raw(broker_url, queue, body)
     # Chunk messages once named their targets and sheets: a forged one of that shape names nothing now.
     with broker_connection(broker_url) as connection:
-        app.send_task("plancheck.run_chunk", args=[1, str(uuid.uuid4()), 0, [["local/x", "0" * 64]]],
-                      connection=connection, queue=queue)
+        app.send_task(
+            "plancheck.run_chunk",
+            args=[1, str(uuid.uuid4()), 0, [["local/x", "0" * 64]]],
+            connection=connection,
+            queue=queue,
+        )
     plan_id = api.create_plan("shop", FAST_SQL, targets=[target.target])
     wait_for(lambda: api.checks(plan_id).status == "DONE", 60, message="a plan checked after the hostile messages")
     assert worker.is_alive()

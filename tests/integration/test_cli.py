@@ -25,7 +25,11 @@ RISKY_SQL = "DELETE FROM items;\nUPDATE items SET price = 0;\n"
 def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "plancheck.cli.main", *args],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -82,16 +86,24 @@ def test_catalog_commands(plancheck_env: dict[str, str], target: str, api: Planc
     created = ok_json(plancheck_env, "project", "create", "other", "--title", "Other", "--settings", str(settings))
     assert created["key"] == "other" and created["project_id"] > 0
 
-    added = ok_json(plancheck_env, "instance", "add", "vault", "--url", "postgresql://app:s3cret@db.example:5432/app",
-                    "--env", "prod")
+    added = ok_json(
+        plancheck_env,
+        "instance",
+        "add",
+        "vault",
+        "--url",
+        "postgresql://app:s3cret@db.example:5432/app",
+        "--env",
+        "prod",
+    )
     assert added["url"] == "postgresql://app:***@db.example:5432/app" and added["environment"] == "prod"
     human = ok(plancheck_env, "instance", "add", "vault2", "--url", "postgresql://app:s3cret@db.example/app")
     assert "s3cret" not in human and "***" in human
 
     name = target.split("/", 1)[1]
-    assert ok_json(plancheck_env, "database", "set", target, "--env", "prod", "--label", "tier=gold",
-                   "--label", "team=core") == {"target": target, "environment": "prod",
-                                              "labels": {"tier": "gold", "team": "core"}}
+    assert ok_json(
+        plancheck_env, "database", "set", target, "--env", "prod", "--label", "tier=gold", "--label", "team=core"
+    ) == {"target": target, "environment": "prod", "labels": {"tier": "gold", "team": "core"}}
     listed = ok_json(plancheck_env, "database", "list", "--project", "shop")["databases"]
     assert {"target": target, "environment": "prod", "labels": {"tier": "gold", "team": "core"}} in listed
     assert target in ok(plancheck_env, "database", "list")
@@ -111,10 +123,28 @@ def test_plan_checks_end_to_end(
 ) -> None:
     cluster.worker("w1")
     cluster.beat("b1")
-    clean = ok_json(plancheck_env, "plan", "create", "shop", "--sql", sql_file(tmp_path, CLEAN_SQL.encode()),
-                    "--target", target, "--title", "clean")["plan_id"]
-    risky = ok_json(plancheck_env, "plan", "create", "shop", "--sql", sql_file(tmp_path, RISKY_SQL.encode(), "r.sql"),
-                    "--target", target)["plan_id"]
+    clean = ok_json(
+        plancheck_env,
+        "plan",
+        "create",
+        "shop",
+        "--sql",
+        sql_file(tmp_path, CLEAN_SQL.encode()),
+        "--target",
+        target,
+        "--title",
+        "clean",
+    )["plan_id"]
+    risky = ok_json(
+        plancheck_env,
+        "plan",
+        "create",
+        "shop",
+        "--sql",
+        sql_file(tmp_path, RISKY_SQL.encode(), "r.sql"),
+        "--target",
+        target,
+    )["plan_id"]
 
     for plan_id in (clean, risky):
         done = cli(plancheck_env, "plan", "checks", str(plan_id), "--wait", "--timeout", "90", "--json")
@@ -142,15 +172,18 @@ def test_plan_checks_end_to_end(
 
     # cancel of finished checks changes nothing
     assert ok_json(plancheck_env, "plan", "cancel", str(clean), str(risky)) == {
-        "canceled": [], "not_running": [clean, risky]}
+        "canceled": [],
+        "not_running": [clean, risky],
+    }
 
 
 def test_issue_approval_and_rollout(
     plancheck_env: dict[str, str], target: str, api: Plancheck, cluster: Cluster, tmp_path: Path
 ) -> None:
     cluster.worker("w1")
-    plan_id = ok_json(plancheck_env, "plan", "create", "shop", "--sql", sql_file(tmp_path, CLEAN_SQL.encode()),
-                      "--target", target)["plan_id"]
+    plan_id = ok_json(
+        plancheck_env, "plan", "create", "shop", "--sql", sql_file(tmp_path, CLEAN_SQL.encode()), "--target", target
+    )["plan_id"]
     assert cli(plancheck_env, "plan", "checks", str(plan_id), "--wait", "--timeout", "90").returncode in (0, 1)
     assert ok_json(plancheck_env, "rollout", "show", str(plan_id)) is None
     assert "no rollout yet" in ok(plancheck_env, "rollout", "show", str(plan_id))
@@ -172,8 +205,9 @@ def test_unfinished_checks_exit_2_and_cancel(
 ) -> None:
     """No worker runs: no slot is free, so nothing claims the run (no message waits in the broker for
     a lease to lapse); it stays AVAILABLE until cancelled."""
-    plan_id = ok(plancheck_env, "plan", "create", "shop", "--sql", sql_file(tmp_path, CLEAN_SQL.encode()),
-                 "--target", target).strip()
+    plan_id = ok(
+        plancheck_env, "plan", "create", "shop", "--sql", sql_file(tmp_path, CLEAN_SQL.encode()), "--target", target
+    ).strip()
     assert int(plan_id) > 0
 
     now = cli(plancheck_env, "plan", "checks", plan_id)
@@ -209,15 +243,21 @@ def test_bad_sql_files_are_rejected_before_anything_is_written(
 
 def test_bad_plan_requests(plancheck_env: dict[str, str], target: str, api: Plancheck, tmp_path: Path) -> None:
     sql = sql_file(tmp_path, CLEAN_SQL.encode())
-    assert_one_line_error(cli(plancheck_env, "plan", "create", "shop", "--sql", str(tmp_path / "missing.sql"),
-                              "--target", target), "missing.sql", "not found")
-    assert_one_line_error(cli(plancheck_env, "plan", "create", "shop", "--sql", sql, "--target", "local/nope"),
-                          "local/nope")
-    assert_one_line_error(cli(plancheck_env, "plan", "create", "shop", "--sql", sql, "--target", "no-slash"),
-                          "no-slash")
+    assert_one_line_error(
+        cli(plancheck_env, "plan", "create", "shop", "--sql", str(tmp_path / "missing.sql"), "--target", target),
+        "missing.sql",
+        "not found",
+    )
+    assert_one_line_error(
+        cli(plancheck_env, "plan", "create", "shop", "--sql", sql, "--target", "local/nope"), "local/nope"
+    )
+    assert_one_line_error(
+        cli(plancheck_env, "plan", "create", "shop", "--sql", sql, "--target", "no-slash"), "no-slash"
+    )
     assert_one_line_error(cli(plancheck_env, "plan", "create", "shop", "--sql", sql), "--group")
-    assert_one_line_error(cli(plancheck_env, "plan", "create", "nope", "--sql", sql, "--target", target),
-                          "project 'nope' not found")
+    assert_one_line_error(
+        cli(plancheck_env, "plan", "create", "nope", "--sql", sql, "--target", target), "project 'nope' not found"
+    )
     assert_one_line_error(cli(plancheck_env, "plan", "create", "shop", "--sql", sql, "--group", "nope"), "nope")
     assert (count(api, "plan"), count(api, "plan_check_run")) == (0, 0)
 
@@ -233,8 +273,9 @@ def test_bad_catalog_requests(plancheck_env: dict[str, str], api: Plancheck, tmp
     assert_one_line_error(cli(plancheck_env, "instance", "add", "x", "--url", "notaurl"), "postgresql://")
     assert_one_line_error(cli(plancheck_env, "instance", "add", "x", "--url", "mysql://u@h/db"), "postgresql://")
     assert count(api, "instance") == 0
-    assert_one_line_error(cli(plancheck_env, "group", "create", "shop", "g", "--expr", "resource.database_name ==("),
-                          "group 'g'")
+    assert_one_line_error(
+        cli(plancheck_env, "group", "create", "shop", "g", "--expr", "resource.database_name ==("), "group 'g'"
+    )
     assert_one_line_error(cli(plancheck_env, "group", "create", "shop", "g", "--expr", "resource.nope == 1"))
     assert count(api, "database_group") == 0
     assert_one_line_error(cli(plancheck_env, "instance", "sync", "ghost"), "instance 'ghost' not found")
@@ -246,9 +287,13 @@ def test_bad_catalog_requests(plancheck_env: dict[str, str], api: Plancheck, tmp
 
 
 def test_bad_settings_and_unreachable_database(plancheck_env: dict[str, str]) -> None:
-    for bad in ({"PLANCHECK_DATABASE_URL": "mysql://x"}, {"PLANCHECK_DATABASE_URL": "not a url"},
-                {"PLANCHECK_LEASE_SECONDS": "soon"}, {"PLANCHECK_BROKER_URL": "http://x"},
-                {"PLANCHECK_LEASE_SECONDS": "nan"}):
+    for bad in (
+        {"PLANCHECK_DATABASE_URL": "mysql://x"},
+        {"PLANCHECK_DATABASE_URL": "not a url"},
+        {"PLANCHECK_LEASE_SECONDS": "soon"},
+        {"PLANCHECK_BROKER_URL": "http://x"},
+        {"PLANCHECK_LEASE_SECONDS": "nan"},
+    ):
         assert_one_line_error(cli({**plancheck_env, **bad}, "plan", "checks", "1"), next(iter(bad)))
 
     password_url = make_url("postgresql+psycopg://someone:hunter2@127.0.0.1:1/nothing")
@@ -270,9 +315,16 @@ def test_bad_ids_keys_urls_and_settings_are_one_line_errors(
     plancheck_env: dict[str, str], api: Plancheck, tmp_path: Path
 ) -> None:
     huge = "99999999999999999999"
-    for args in (["plan", "checks", huge], ["plan", "checks", huge, "--wait", "--json"], ["plan", "rerun", huge],
-                 ["plan", "cancel", "1", huge], ["issue", "create", huge], ["issue", "approve", huge],
-                 ["rollout", "show", huge], ["plan", "checks", "0"]):
+    for args in (
+        ["plan", "checks", huge],
+        ["plan", "checks", huge, "--wait", "--json"],
+        ["plan", "rerun", huge],
+        ["plan", "cancel", "1", huge],
+        ["issue", "create", huge],
+        ["issue", "approve", huge],
+        ["rollout", "show", huge],
+        ["plan", "checks", "0"],
+    ):
         done = cli(plancheck_env, *args)
         assert_one_line_error(done)
         assert "bigint" not in done.stderr and "database error" not in done.stderr, args
@@ -288,18 +340,23 @@ def test_bad_ids_keys_urls_and_settings_are_one_line_errors(
         assert_one_line_error(cli(plancheck_env, "project", "create", key), "project key")
     ok(plancheck_env, "project", "create", "k" * 63)
     assert_one_line_error(cli(plancheck_env, "group", "create", "k" * 63, "g g", "--expr", "true"), "group key")
-    assert_one_line_error(cli(plancheck_env, "instance", "add", "in/st", "--url", "postgresql://u@h/db"),
-                          "instance key")
-    assert_one_line_error(cli(plancheck_env, "instance", "add", "x", "--url", "postgresql://u@h/db", "--env",
-                              "pro d"), "environment 'pro d'")
+    assert_one_line_error(
+        cli(plancheck_env, "instance", "add", "in/st", "--url", "postgresql://u@h/db"), "instance key"
+    )
+    assert_one_line_error(
+        cli(plancheck_env, "instance", "add", "x", "--url", "postgresql://u@h/db", "--env", "pro d"),
+        "environment 'pro d'",
+    )
 
     settings = tmp_path / "settings.json"
-    for content, fragment in (({"ci_sampling_size": -1}, "ci_sampling_size must be greater than or equal to 0"),
-                              ({"risk_affected_rows": "lots"}, "risk_affected_rows must be a whole number"),
-                              ({"risk_afected_rows": 5}, "unknown setting 'risk_afected_rows'"),
-                              ({"sql_review": {"rules": []}}, "sql_review.rules must be a JSON object"),
-                              ({"sql_review": {"rules": {"naming.table": {"levle": "ERROR"}}}}, "levle"),
-                              ([1, 2], "must hold a JSON object")):
+    for content, fragment in (
+        ({"ci_sampling_size": -1}, "ci_sampling_size must be greater than or equal to 0"),
+        ({"risk_affected_rows": "lots"}, "risk_affected_rows must be a whole number"),
+        ({"risk_afected_rows": 5}, "unknown setting 'risk_afected_rows'"),
+        ({"sql_review": {"rules": []}}, "sql_review.rules must be a JSON object"),
+        ({"sql_review": {"rules": {"naming.table": {"levle": "ERROR"}}}}, "levle"),
+        ([1, 2], "must hold a JSON object"),
+    ):
         settings.write_text(json.dumps(content))
         assert_one_line_error(cli(plancheck_env, "project", "create", "p2", "--settings", str(settings)), fragment)
     settings.write_bytes(b"\xef\xbb\xbf" + json.dumps({"ci_sampling_size": 0}).encode())  # a BOM is fine here too
@@ -310,8 +367,16 @@ def test_bad_ids_keys_urls_and_settings_are_one_line_errors(
 def test_a_byte_order_mark_is_not_sql(
     plancheck_env: dict[str, str], target: str, api: Plancheck, tmp_path: Path
 ) -> None:
-    plan_id = ok_json(plancheck_env, "plan", "create", "shop", "--sql",
-                      sql_file(tmp_path, b"\xef\xbb\xbf" + CLEAN_SQL.encode()), "--target", target)["plan_id"]
+    plan_id = ok_json(
+        plancheck_env,
+        "plan",
+        "create",
+        "shop",
+        "--sql",
+        sql_file(tmp_path, b"\xef\xbb\xbf" + CLEAN_SQL.encode()),
+        "--target",
+        target,
+    )["plan_id"]
     with api.engine.connect() as conn:
         assert conn.execute(text("SELECT content FROM sheet")).scalar_one() == CLEAN_SQL
     assert api.checks(plan_id).plan_id == plan_id

@@ -128,9 +128,7 @@ def test_duplicate_and_stale_deliveries_are_no_ops(api: Plancheck, target: Targe
     assert "duplicate or stale delivery" in cluster.processes[0].log()
 
 
-def test_rerun_while_running_discards_the_old_result(
-    api: Plancheck, target: TargetDatabase, cluster: Cluster
-) -> None:
+def test_rerun_while_running_discards_the_old_result(api: Plancheck, target: TargetDatabase, cluster: Cluster) -> None:
     cluster.worker("w1")
     cluster.beat("b1")
     lock = hold_lock(target.url)

@@ -95,8 +95,17 @@ def start_dev(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
 
     def start(data_dir: Path, *args: str) -> DevProcess:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "plancheck.cli.main", "dev", "--data-dir", str(data_dir),
-             "--api-port", str(free_port()), *args],
+            [
+                sys.executable,
+                "-m",
+                "plancheck.cli.main",
+                "dev",
+                "--data-dir",
+                str(data_dir),
+                "--api-port",
+                str(free_port()),
+                *args,
+            ],
             cwd=tmp_path,  # not the repository: dev mode must find celeryconfig itself
             env=user_env(),
             stdout=subprocess.PIPE,
@@ -119,8 +128,14 @@ def start_dev(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "plancheck.cli.main", *args], env=user_env(**env), cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "plancheck.cli.main", *args],
+        env=user_env(**env),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def cli_json(env: dict[str, str], *args: str) -> object:
@@ -179,8 +194,13 @@ def test_dev_lifecycle(start_dev, tmp_path: Path) -> None:  # type: ignore[no-un
     assert set(first.child_pids()) == {"worker", "beat", "api"}
 
     # a second dev mode on the same data dir refuses to start, and harms nothing
-    second = subprocess.run([sys.executable, "-m", "plancheck.cli.main", "dev", "--data-dir", str(data_dir)],
-                            env=user_env(), capture_output=True, text=True, timeout=60)
+    second = subprocess.run(
+        [sys.executable, "-m", "plancheck.cli.main", "dev", "--data-dir", str(data_dir)],
+        env=user_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert second.returncode != 0
     assert "already running" in second.stderr and "Traceback" not in second.stderr
 

@@ -45,8 +45,9 @@ class FlowerClient:
 
     def _request(self, path: str, credentials: str | None, method: str = "GET") -> urllib.request.Request:
         data = b"{}" if method == "POST" else None
-        request = urllib.request.Request(self.base + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         if credentials:
             request.add_header("Authorization", "Basic " + base64.b64encode(credentials.encode()).decode())
         return request
@@ -102,11 +103,18 @@ def test_flower_lists_plancheck_tasks(
     _send_claim(plancheck_env["PLANCHECK_BROKER_URL"], plancheck_env["PLANCHECK_QUEUE"])
 
     def finished_runs() -> list[dict[str, Any]]:
-        return [task for task in client.get("/api/tasks").values()
-                if task["name"] == "plancheck.run" and task["state"] == "SUCCESS"]
+        return [
+            task
+            for task in client.get("/api/tasks").values()
+            if task["name"] == "plancheck.run" and task["state"] == "SUCCESS"
+        ]
 
-    wait_for(lambda: len(finished_runs()) >= 2, timeout=20, interval=0.3,
-             message="Flower showing two finished plancheck.run tasks")
+    wait_for(
+        lambda: len(finished_runs()) >= 2,
+        timeout=20,
+        interval=0.3,
+        message="Flower showing two finished plancheck.run tasks",
+    )
     listed = client.get("/api/tasks")
     assert {"plancheck.claim", "plancheck.run"} <= {task["name"] for task in listed.values()}
     for task in listed.values():
@@ -121,7 +129,7 @@ def test_flower_lists_plancheck_tasks(
 
     # Flower's own Prometheus endpoint (scraped next to `plancheck metrics serve`) counts them too.
     flower_metrics = client.text("/metrics")
-    assert 'flower_events_total{' in flower_metrics and 'task="plancheck.run"' in flower_metrics
+    assert "flower_events_total{" in flower_metrics and 'task="plancheck.run"' in flower_metrics
     assert "postgresql" not in flower_metrics
 
     assert client.status("/api/tasks") == 200
@@ -129,8 +137,11 @@ def test_flower_lists_plancheck_tasks(
     assert client.status("/api/workers", credentials=f"{USER}:wrong") == 401
     assert client.status("/", credentials=None) == 401
     # The task-sending API is behind the same credentials: without them nobody can send a task.
-    for path in ("/api/task/async-apply/plancheck.run", "/api/task/send-task/plancheck.claim",
-                 "/api/task/apply/plancheck.run"):
+    for path in (
+        "/api/task/async-apply/plancheck.run",
+        "/api/task/send-task/plancheck.claim",
+        "/api/task/apply/plancheck.run",
+    ):
         assert client.status(path, credentials=None, method="POST") == 401, path
         assert client.status(path, credentials=f"{USER}:wrong", method="POST") == 401, path
     assert PASSWORD not in " ".join(flower.popen.args)  # not on the command line, where `ps` shows it

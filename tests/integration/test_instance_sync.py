@@ -28,12 +28,15 @@ def test_sync_skips_the_metadata_database_and_keeps_what_was_registered(
     assert sorted(first.added) == sorted([staging, prod]) and first.kept == []
     assert first.skipped == {metadata: "the metadata database"}
     assert {d["target"]: d["environment"] for d in api.list_databases("shop")} == {
-        f"server/{staging}": "prod", f"server/{prod}": "prod"}
+        f"server/{staging}": "prod",
+        f"server/{prod}": "prod",
+    }
 
     api.set_database(f"server/{staging}", environment="test", labels={"tier": "silver"})
     fresh = _name(create_database("sync_fresh"))
-    again = api.sync_instance("server", "shop", environment="staging", include=["pc_sync_*"],
-                              exclude=["pc_sync_prod_*"])
+    again = api.sync_instance(
+        "server", "shop", environment="staging", include=["pc_sync_*"], exclude=["pc_sync_prod_*"]
+    )
     assert again.added == [fresh] and again.kept == [staging] and again.skipped == {prod: "excluded"}
     listed = {d["target"]: (d["environment"], d["labels"]) for d in api.list_databases("shop")}
     assert listed == {

@@ -21,7 +21,10 @@ def _events(log: str) -> list[dict[str, object]]:
 
 
 def test_worker_and_beat_write_state_changes_as_json_lines(
-    api: Plancheck, create_database: Callable[[str], str], plancheck_env: dict[str, str], tmp_path: Path,
+    api: Plancheck,
+    create_database: Callable[[str], str],
+    plancheck_env: dict[str, str],
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="plancheck.runs")

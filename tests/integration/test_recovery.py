@@ -239,9 +239,11 @@ def test_deleted_plan_ends_failed(api: Plancheck, target: TargetDatabase, cluste
     run = _run(api, plan_id)
     assert run.result == {"reason": "plan not found"}
     with api.engine.connect() as conn:
-        outcomes = conn.execute(
-            text("SELECT outcome FROM plan_check_attempt WHERE run_id = :r"), {"r": run.id}
-        ).scalars().all()
+        outcomes = (
+            conn.execute(text("SELECT outcome FROM plan_check_attempt WHERE run_id = :r"), {"r": run.id})
+            .scalars()
+            .all()
+        )
     assert outcomes == ["FAILED"]
 
 
@@ -258,8 +260,13 @@ def _finish_done_without_relay(
 ) -> None:
     """What a worker commits when it ends a run DONE — then it "dies": no relay is dispatched."""
     result = result or {
-        "status": status, "type": "STATEMENT_SUMMARY_REPORT", "target": target.target, "title": "Summary",
-        "content": "1 statement", "code": 0, "position": None,
+        "status": status,
+        "type": "STATEMENT_SUMMARY_REPORT",
+        "target": target.target,
+        "title": "Summary",
+        "content": "1 statement",
+        "code": 0,
+        "position": None,
         "report": {"statement_types": {"SELECT": 1}, "affected_rows": 1},
     }
     with api.engine.begin() as conn:
@@ -273,23 +280,30 @@ def _finish_done_without_relay(
 
 def _follow_up_state(api: Plancheck, plan_id: int) -> dict[str, Any]:
     with api.engine.connect() as conn:
+
         def rows(sql: str) -> list[tuple[Any, ...]]:
             return [tuple(r) for r in conn.execute(text(sql), {"p": plan_id}).all()]
 
         return {
             "issue": rows("SELECT * FROM issue WHERE plan_id = :p"),
             "rollout": rows("SELECT * FROM rollout WHERE plan_id = :p ORDER BY id"),
-            "tasks": rows("SELECT t.* FROM rollout_task t JOIN rollout r ON r.id = t.rollout_id "
-                          "WHERE r.plan_id = :p ORDER BY t.id"),
-            "outbox": rows("SELECT id, kind, dedupe_key, delivered_at IS NOT NULL FROM outbox "
-                           "WHERE plan_id = :p ORDER BY id"),
+            "tasks": rows(
+                "SELECT t.* FROM rollout_task t JOIN rollout r ON r.id = t.rollout_id "
+                "WHERE r.plan_id = :p ORDER BY t.id"
+            ),
+            "outbox": rows(
+                "SELECT id, kind, dedupe_key, delivered_at IS NOT NULL FROM outbox WHERE plan_id = :p ORDER BY id"
+            ),
         }
 
 
-@pytest.mark.parametrize(("status", "risk", "approvers", "approval"), [
-    ("SUCCESS", "LOW", [], "APPROVED"),
-    ("ERROR", "HIGH", ["project-owner", "dba"], "PENDING"),
-])
+@pytest.mark.parametrize(
+    ("status", "risk", "approvers", "approval"),
+    [
+        ("SUCCESS", "LOW", [], "APPROVED"),
+        ("ERROR", "HIGH", ["project-owner", "dba"], "PENDING"),
+    ],
+)
 def test_find_approval_stores_risk_and_approvers(
     api: Plancheck, target: TargetDatabase, status: str, risk: str, approvers: list[str], approval: str
 ) -> None:
@@ -301,7 +315,10 @@ def test_find_approval_stores_risk_and_approvers(
     with api.engine.connect() as conn:
         found = issues.get_issue(conn, issue.id)
     assert (found.risk, found.approvers, found.approval_status, found.approval_generation) == (
-        risk, approvers, approval, 1
+        risk,
+        approvers,
+        approval,
+        1,
     )
 
 
@@ -351,8 +368,9 @@ def test_relay_delivers_a_follow_up_left_pending(api: Plancheck, target: TargetD
 
     cluster.worker("w1")
     cluster.beat("b1")
-    wait_for(lambda: all(row[3] for row in _follow_up_state(api, plan_id)["outbox"]), 30,
-             message="follow-ups delivered")
+    wait_for(
+        lambda: all(row[3] for row in _follow_up_state(api, plan_id)["outbox"]), 30, message="follow-ups delivered"
+    )
     delivered = _follow_up_state(api, plan_id)
     with api.engine.connect() as conn:
         issue_view = issues.get_issue(conn, issue.id)

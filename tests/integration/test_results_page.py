@@ -27,13 +27,20 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 INSTALL = "apt-get update && apt-get install -y chromium chromium-driver"
 # The machine's network is closed: without these Chromium keeps trying to reach Google's services.
-CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1000")
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+)
 SAMPLE = demo.SampleDatabase("shop", "test", {"app": "shop"}, customers=300, orders=800, items=2_000)
 RISKY = demo.PLANS[1]
 LIVE_TIMEOUT = 120.0
-
 
 
 @pytest.fixture
@@ -59,8 +66,9 @@ def shop_database(create_database: Callable[[str], str]) -> tuple[str, str]:
     url = create_database("shop")
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         with conn.transaction():
-            conn.execute(demo.SCHEMA_SQL.format(customers=SAMPLE.customers, orders=SAMPLE.orders,
-                                                items=SAMPLE.items).encode())
+            conn.execute(
+                demo.SCHEMA_SQL.format(customers=SAMPLE.customers, orders=SAMPLE.orders, items=SAMPLE.items).encode()
+            )
         conn.execute("ANALYZE")
     return url, url.rsplit("/", 1)[1].split("?")[0]
 
@@ -93,8 +101,14 @@ def screenshot(browser: WebDriver, path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_the_demo_risky_plan_in_chromium(
-    api: Plancheck, api_server: ApiServer, make_token: Callable[..., str], create_database: Callable[[str], str],
-    cluster: Cluster, browser: WebDriver, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    api: Plancheck,
+    api_server: ApiServer,
+    make_token: Callable[..., str],
+    create_database: Callable[[str], str],
+    cluster: Cluster,
+    browser: WebDriver,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     staging = register_target(api, *shop_database(create_database), project="demo", instance="demo-pg")
     prod = register_target(api, *shop_database(create_database), project="demo", instance="demo-pg")
@@ -112,11 +126,13 @@ def test_the_demo_risky_plan_in_chromium(
     assert text_of(browser, "h1") == RISKY.title
     assert text_of(browser, "#live-status") == "DONE"
     # the SQL, findings marked on their lines
-    for line, level, rule in ((1, "error", "statement.where-require-update-delete"),
-                              (2, "error", "statement.where-require-update-delete"),
-                              (3, "warning", "column.no-volatile-default"),
-                              (4, "warning", "index.create-concurrently"),
-                              (5, "warning", "column.disallow-set-not-null")):
+    for line, level, rule in (
+        (1, "error", "statement.where-require-update-delete"),
+        (2, "error", "statement.where-require-update-delete"),
+        (3, "warning", "column.no-volatile-default"),
+        (4, "warning", "index.create-concurrently"),
+        (5, "warning", "column.disallow-set-not-null"),
+    ):
         row = browser.find_element(By.ID, f"L{line}")
         assert f"level-{level}" in str(row.get_attribute("class")), line
         assert f"{level.upper()} {rule}" in row.text, (line, row.text)
@@ -124,7 +140,8 @@ def test_the_demo_risky_plan_in_chromium(
     # one findings table per target: level, rule, line:col, message, fix
     sections = browser.find_elements(By.CSS_SELECTOR, "article.target")
     assert [section.find_element(By.TAG_NAME, "h3").text.split(" ")[0] for section in sections] == sorted(
-        [staging.target, prod.target])
+        [staging.target, prod.target]
+    )
     for section in sections:
         headers = [cell.text for cell in section.find_elements(By.CSS_SELECTOR, "table.findings th")]
         assert headers == ["level", "rule", "line:col", "message", "fix"]
@@ -154,13 +171,17 @@ def test_the_demo_risky_plan_in_chromium(
 
 
 def test_live_status_the_rerun_button_and_escaping_in_chromium(
-    api: Plancheck, api_server: ApiServer, make_token: Callable[..., str], create_database: Callable[[str], str],
-    cluster: Cluster, browser: WebDriver,
+    api: Plancheck,
+    api_server: ApiServer,
+    make_token: Callable[..., str],
+    create_database: Callable[[str], str],
+    cluster: Cluster,
+    browser: WebDriver,
 ) -> None:
     """No worker yet: the page polls; a worker starts and the page shows DONE by itself. Then the
     re-run button (submit scope, CSRF token in the form) queues generation 2, which also finishes live."""
     target: TargetDatabase = register_target(api, *make_target(create_database, rows=20))
-    title = '<img src=x onerror="document.title=\'pwned\'"> & <b>bold</b>'
+    title = "<img src=x onerror=\"document.title='pwned'\"> & <b>bold</b>"
     sql = "SELECT 1; -- </td></tr></table><script>document.title = 'pwned'</script>\n"
     token = make_token("submit")
     with api_server.client(token) as http:
@@ -182,6 +203,7 @@ def test_live_status_the_rerun_button_and_escaping_in_chromium(
 
     browser.find_element(By.ID, "rerun").click()
     WebDriverWait(browser, LIVE_TIMEOUT).until(
-        lambda driver: "run generation 2" in text_of(driver, "#run") and text_of(driver, "#live-status") == "DONE")
+        lambda driver: "run generation 2" in text_of(driver, "#run") and text_of(driver, "#live-status") == "DONE"
+    )
     assert api.checks(plan_id).generation == 2
     assert browser_errors(browser) == []

@@ -71,9 +71,21 @@ class _CreatesMarker:
 
 def _celery_headers(task_id: str, args_repr: str) -> dict[str, Any]:
     return {
-        "lang": "py", "task": "plancheck.run", "id": task_id, "root_id": task_id, "parent_id": None,
-        "group": None, "shadow": None, "eta": None, "expires": None, "retries": 0, "timelimit": [None, None],
-        "argsrepr": args_repr, "kwargsrepr": "{}", "origin": "test@security", "ignore_result": True,
+        "lang": "py",
+        "task": "plancheck.run",
+        "id": task_id,
+        "root_id": task_id,
+        "parent_id": None,
+        "group": None,
+        "shadow": None,
+        "eta": None,
+        "expires": None,
+        "retries": 0,
+        "timelimit": [None, None],
+        "argsrepr": args_repr,
+        "kwargsrepr": "{}",
+        "origin": "test@security",
+        "ignore_result": True,
     }
 
 
@@ -85,12 +97,18 @@ def test_worker_refuses_a_pickled_message(
     claimed = _stored_claimed_run(api, target)
     marker = tmp_path / "unpickled.marker"
     task_id = str(uuid.uuid4())
-    body = ((claimed.id, str(claimed.token)), {}, {"callbacks": None, "errbacks": None, "chain": None,
-                                                    "chord": None, "payload": _CreatesMarker(marker)})
+    body = (
+        (claimed.id, str(claimed.token)),
+        {},
+        {"callbacks": None, "errbacks": None, "chain": None, "chord": None, "payload": _CreatesMarker(marker)},
+    )
     with Connection(api.settings.broker_url) as conn:
         conn.Producer().publish(
-            pickle.dumps(body), exchange="", routing_key=api.settings.queue,
-            content_type="application/x-python-serialize", content_encoding="binary",
+            pickle.dumps(body),
+            exchange="",
+            routing_key=api.settings.queue,
+            content_type="application/x-python-serialize",
+            content_encoding="binary",
             headers=_celery_headers(task_id, repr((claimed.id, str(claimed.token)))),
         )
     refusal = "Refusing to deserialize untrusted content of type pickle (application/x-python-serialize)"
@@ -119,8 +137,11 @@ def odd_password(token: str, tag: str) -> str:
 
 
 def create_role(admin: psycopg.Connection[Any], role: str, password: str, login: bool = True) -> None:
-    admin.execute(sql.SQL("CREATE ROLE {} {} PASSWORD {}").format(
-        sql.Identifier(role), sql.SQL("LOGIN" if login else "NOLOGIN"), sql.Literal(password)))
+    admin.execute(
+        sql.SQL("CREATE ROLE {} {} PASSWORD {}").format(
+            sql.Identifier(role), sql.SQL("LOGIN" if login else "NOLOGIN"), sql.Literal(password)
+        )
+    )
 
 
 @pytest.fixture
@@ -164,8 +185,14 @@ def _register_database(api: Plancheck, instance: str, database: str) -> None:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "plancheck.cli.main", *args], env=env, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "plancheck.cli.main", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_no_password_in_logs_results_or_exceptions(
@@ -213,8 +240,10 @@ def _check_no_password_anywhere(
     for instance in ("inurl", "raw", "fromenv", "down"):
         api.sync_instance(instance, "shop")
     with api.engine.begin() as conn:  # "down" now points at a port nobody listens on
-        conn.execute(text("UPDATE instance SET url = :u WHERE key = 'down'"),
-                     {"u": _url(tcp_base, login, password, port=free_port())})
+        conn.execute(
+            text("UPDATE instance SET url = :u WHERE key = 'down'"),
+            {"u": _url(tcp_base, login, password, port=free_port())},
+        )
     for instance in ("down", "nologin"):
         with pytest.raises(InvalidInput) as raised:
             api.sync_instance(instance, "shop")
@@ -236,7 +265,7 @@ def _check_no_password_anywhere(
             for sql_text in (FAST_SQL, UPDATE_SQL)
         }
         for plan_id in plans.values():
-            wait_for(lambda: api.checks(plan_id).finished, 60, message=f"plan {plan_id} finished")
+            wait_for(lambda plan_id=plan_id: api.checks(plan_id).finished, 60, message=f"plan {plan_id} finished")
         logs = {process.name: process.log() for process in running.processes + running_json.processes}
 
     checks = {key: api.checks(plan_id) for key, plan_id in plans.items()}
@@ -259,8 +288,11 @@ def _check_no_password_anywhere(
     texts["instance add"] = added.stdout + added.stderr
     with api.engine.connect() as conn:  # control: the needle is really in what the workers were given
         assert needle in conn.execute(text("SELECT url FROM instance WHERE key = 'inurl'")).scalar_one()
-    leaks = {where: body[max(0, body.find(needle) - 120): body.find(needle) + 60]
-             for where, body in texts.items() if needle in body}
+    leaks = {
+        where: body[max(0, body.find(needle) - 120) : body.find(needle) + 60]
+        for where, body in texts.items()
+        if needle in body
+    }
     assert leaks == {}, leaks
     assert any("Target unreachable" in c.results[0]["title"] for k, c in checks.items() if k[0] == "down")
     assert any(line.startswith('{"time"') for line in logs["w2"].splitlines())  # w2 did log JSON lines
@@ -313,8 +345,10 @@ def test_odd_passwords_authenticate_where_passwords_are_checked(
         "from env": resolve_url(bare, "PC_ODD_PASSWORD"),
         "stale": resolve_url(bare, "PC_STALE_PASSWORD"),
     }
-    results = {case: check_target(Target("odd", database, "test", url), UPDATE_SQL, ReviewConfig({}, {}))
-               for case, url in urls.items()}
+    results = {
+        case: check_target(Target("odd", database, "test", url), UPDATE_SQL, ReviewConfig({}, {}))
+        for case, url in urls.items()
+    }
     for case in ("encoded", "pasted", "from env"):
         assert [r.title for r in results[case] if r.status == Status.ERROR] == [], case
         assert database in list_databases(urls[case]).names
@@ -337,16 +371,27 @@ def test_metadata_database_with_an_odd_password(
     token = password.removeprefix("odd")[:12]
     env = make_env(_socket_url(role, password, database, password_server, encode=False), redis_server_url)
     outputs = []
-    for args in (["db", "upgrade"], ["db", "upgrade", "--json"], ["project", "create", "shop"],
-                 ["instance", "add", "odd", "--url", _socket_url(role, password, database, password_server)],
-                 ["database", "list", "--json"]):
+    for args in (
+        ["db", "upgrade"],
+        ["db", "upgrade", "--json"],
+        ["project", "create", "shop"],
+        ["instance", "add", "odd", "--url", _socket_url(role, password, database, password_server)],
+        ["database", "list", "--json"],
+    ):
         done = cli(env, *args)
         assert done.returncode == 0, (args, done.stderr)
         outputs.append(done.stdout + done.stderr)
     assert json.loads(cli(env, "db", "upgrade", "--json").stdout)["database_url"] == (
-        f"postgresql+psycopg://{role}:***@/{database}?host={password_server}")
-    alembic = subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], env=env, cwd=REPO_ROOT,
-                             capture_output=True, text=True, timeout=120)
+        f"postgresql+psycopg://{role}:***@/{database}?host={password_server}"
+    )
+    alembic = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert alembic.returncode == 0, alembic.stderr
     outputs.append(alembic.stdout + alembic.stderr)
     stale = dict(env, PLANCHECK_DATABASE_URL=_socket_url(role, password + "x", database, password_server, False))
@@ -362,8 +407,11 @@ def _documented_role_sql(role: str, password: str, database: str) -> str:
     readme = (REPO_ROOT / "README.md").read_text()
     script = readme.split("### The role plancheck uses on targets", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
     assert script.count("plancheck_checker") == 2 and "CHANGE-ME" in script and "DATABASE shop " in script
-    return (script.replace("plancheck_checker", role).replace("CHANGE-ME", password)
-            .replace("DATABASE shop ", f'DATABASE "{database}" '))
+    return (
+        script.replace("plancheck_checker", role)
+        .replace("CHANGE-ME", password)
+        .replace("DATABASE shop ", f'DATABASE "{database}" ')
+    )
 
 
 def test_the_documented_target_role_cannot_call_dblink_while_planning(
@@ -400,8 +448,9 @@ def test_the_documented_target_role_cannot_call_dblink_while_planning(
         try:
             _check_as_documented_role(owner, url, role, password, caplog)
         finally:
-            owner.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(sql.Identifier(database),
-                                                                              sql.Identifier(role)))
+            owner.execute(
+                sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(sql.Identifier(database), sql.Identifier(role))
+            )
             owner.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
@@ -410,7 +459,9 @@ def _check_as_documented_role(
 ) -> None:
     superuser, may_call = owner.execute(
         "SELECT rolsuper, has_function_privilege(%s, 'dblink_exec(text,text)', 'EXECUTE') "
-        "FROM pg_roles WHERE rolname = %s", (role, role)).fetchone()
+        "FROM pg_roles WHERE rolname = %s",
+        (role, role),
+    ).fetchone()
     assert (superuser, may_call) == (False, False)
     checker = conninfo(url, user=role, password=password)
     with psycopg.connect(checker, autocommit=True) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):

@@ -27,7 +27,11 @@ NEEDLE = "Status-Needle-Pw-77"
 def run_status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "plancheck.cli.ops", "status", *args],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -41,7 +45,7 @@ def start_beat(cluster: Cluster, name: str) -> Process:
 
     if celeryconfig.beat_scheduler == HEARTBEAT_SCHEDULER:
         return cluster.beat(name)
-    return cluster._start(name, ["beat", "-l", "INFO", "-S", HEARTBEAT_SCHEDULER])  # noqa: SLF001
+    return cluster._start(name, ["beat", "-l", "INFO", "-S", HEARTBEAT_SCHEDULER])
 
 
 def test_healthy_cluster(plancheck_env: dict[str, str], metadata_url: str, cluster: Cluster) -> None:

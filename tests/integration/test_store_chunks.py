@@ -151,7 +151,9 @@ def test_a_reaped_chunk_is_retried_alone(engine: Engine) -> None:
     """A worker dies mid-chunk: that chunk returns to AVAILABLE without its partial results; the
     other chunks, finished or running, keep theirs, and the retry is an attempt of the chunk only."""
     fanned = _fanned_out_run(engine)
-    dying, healthy, running = (_start(engine, p, lease=lease) for p, lease in zip(_claim_chunks(engine), (0, 30, 30)))
+    dying, healthy, running = (
+        _start(engine, p, lease=lease) for p, lease in zip(_claim_chunks(engine), (0, 30, 30), strict=False)
+    )
     assert _complete(engine, healthy) is not None
     with engine.begin() as conn:
         chunks.add_results(conn, dying.id, dying.token, [{"target": "i/a"}], 0)
@@ -207,14 +209,21 @@ def test_cancel_and_rerun_stop_the_chunks(engine: Engine) -> None:
 def test_chunk_claim_uses_its_claimable_index(engine: Engine) -> None:
     with engine.begin() as conn:
         run_id = runs.create(conn, 1, 1)
-        conn.execute(text(
-            "INSERT INTO plan_check_chunk (run_id, run_token, chunk, targets, status) "
-            "SELECT :r, gen_random_uuid(), g, '[]', CASE WHEN g < 30000 THEN 'RUNNING' ELSE 'AVAILABLE' END "
-            "FROM generate_series(1, 40000) g"
-        ), {"r": run_id})
+        conn.execute(
+            text(
+                "INSERT INTO plan_check_chunk (run_id, run_token, chunk, targets, status) "
+                "SELECT :r, gen_random_uuid(), g, '[]', CASE WHEN g < 30000 THEN 'RUNNING' ELSE 'AVAILABLE' END "
+                "FROM generate_series(1, 40000) g"
+            ),
+            {"r": run_id},
+        )
         conn.execute(text("ANALYZE plan_check_chunk"))
-        plan = "\n".join(conn.execute(text(
-            "EXPLAIN SELECT id FROM plan_check_chunk WHERE status = 'AVAILABLE' ORDER BY id LIMIT 1 "
-            "FOR UPDATE SKIP LOCKED"
-        )).scalars())
+        plan = "\n".join(
+            conn.execute(
+                text(
+                    "EXPLAIN SELECT id FROM plan_check_chunk WHERE status = 'AVAILABLE' ORDER BY id LIMIT 1 "
+                    "FOR UPDATE SKIP LOCKED"
+                )
+            ).scalars()
+        )
     assert "plan_check_chunk_claimable_idx" in plan, plan

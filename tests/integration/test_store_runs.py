@@ -251,7 +251,7 @@ def test_a_finishing_run_hands_its_slot_on(engine: Engine) -> None:
     _new_runs(engine, 5)
     _slots(engine, 2)
     with engine.begin() as conn:
-        first, second = _claim(conn, 10)
+        first, _second = _claim(conn, 10)
         started = runs.start(conn, first.id, first.token, "w", 30)
         assert started is not None
         assert runs.finish(conn, started.id, started.token, "DONE")

@@ -52,8 +52,10 @@ def _populate(url: str) -> None:
 def _snapshot(url: str) -> dict[str, int]:
     """Every user table with its exact row count."""
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
-        tables = [row[0] for row in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")]
+        tables = [
+            row[0]
+            for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+        ]
         return {table: conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] for table in tables}
 
 
@@ -84,14 +86,15 @@ def _summary(results: list[CheckResult]) -> CheckResult:
 
 # --- the read-only session ---------------------------------------------------------------------------
 
+
 def test_explain_estimates_dml_inside_a_read_only_transaction(shop: str) -> None:
     with open_target_session(_target(shop)) as session:
         assert 9_000 <= session.estimate_rows("DELETE FROM orders") <= 11_000
         assert 30 <= session.estimate_rows("UPDATE customers SET name = 'x' WHERE id <= 50") <= 80
         assert session.estimate_rows("INSERT INTO customers VALUES (1001, 'a'), (1002, 'b'), (1003, 'c')") == 3
-        assert 4_000 <= session.estimate_rows(
-            "INSERT INTO audit_log SELECT id, 'x' FROM orders WHERE id > 5000"
-        ) <= 6_000
+        assert (
+            4_000 <= session.estimate_rows("INSERT INTO audit_log SELECT id, 'x' FROM orders WHERE id > 5000") <= 6_000
+        )
         assert session.estimate_rows("DELETE FROM no_such_table") is None  # e.g. created earlier in the sheet
         assert session.estimate_rows("SELECT count(*) FROM orders") == 1  # the transaction survived the failure
         assert session.table_row_estimate("public", "orders") == 10_000
@@ -101,8 +104,14 @@ def test_explain_estimates_dml_inside_a_read_only_transaction(shop: str) -> None
 def test_session_never_runs_anything_but_explain(shop: str) -> None:
     before = _snapshot(shop)
     with open_target_session(_target(shop)) as session:
-        for sneaky in ("SELECT 1; DROP TABLE orders", "DELETE FROM orders; COMMIT", "COMMIT; DROP TABLE customers",
-                       "DROP TABLE orders", "TRUNCATE orders", "SELECT * INTO stolen FROM orders"):
+        for sneaky in (
+            "SELECT 1; DROP TABLE orders",
+            "DELETE FROM orders; COMMIT",
+            "COMMIT; DROP TABLE customers",
+            "DROP TABLE orders",
+            "TRUNCATE orders",
+            "SELECT * INTO stolen FROM orders",
+        ):
             assert session.estimate_rows(sneaky) is None
         assert session._explain("SELECT 1; DROP TABLE orders") is None  # the server refuses a second statement
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
@@ -137,12 +146,24 @@ def test_session_settings_arrive_as_connection_options(shop: str) -> None:
     separator = "&" if "?" in shop else "?"  # the embedded server's URL already has ?host=<socket dir>
     url = f"{shop}{separator}options=-c%20search_path%3Dpg_catalog%2Cpublic"  # the target's own options are kept
     with open_target_session(_target(url), CheckLimits(statement_timeout_ms=4321, lock_timeout_ms=1234)) as session:
-        shown = {name: session._conn.execute(f"SHOW {name}").fetchone()[0] for name in (
-            "statement_timeout", "lock_timeout", "default_transaction_read_only", "transaction_read_only",
-            "search_path", "application_name")}
+        shown = {
+            name: session._conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in (
+                "statement_timeout",
+                "lock_timeout",
+                "default_transaction_read_only",
+                "transaction_read_only",
+                "search_path",
+                "application_name",
+            )
+        }
     assert shown == {
-        "statement_timeout": "4321ms", "lock_timeout": "1234ms", "default_transaction_read_only": "on",
-        "transaction_read_only": "on", "search_path": "pg_catalog,public", "application_name": "plancheck",
+        "statement_timeout": "4321ms",
+        "lock_timeout": "1234ms",
+        "default_transaction_read_only": "on",
+        "transaction_read_only": "on",
+        "search_path": "pg_catalog,public",
+        "application_name": "plancheck",
     }
 
 
@@ -210,15 +231,23 @@ def test_a_dead_idle_connection_is_replaced_not_reported(shop: str) -> None:
 
 # --- the summary report ------------------------------------------------------------------------------
 
+
 def test_summary_of_a_risky_migration(shop: str) -> None:
     with open_target_session(_target(shop)) as session:
         result = summarize(RISKY_SQL, "pg/shop", session)
     assert (result.status, result.type, result.target) == (
-        Status.SUCCESS, CheckType.STATEMENT_SUMMARY_REPORT, "pg/shop"
+        Status.SUCCESS,
+        CheckType.STATEMENT_SUMMARY_REPORT,
+        "pg/shop",
     )
     report = result.report
     assert report["statement_types"] == {
-        "ALTER_TABLE": 1, "CREATE_INDEX": 1, "DELETE": 1, "DROP_TABLE": 1, "TRUNCATE": 1, "UPDATE": 1,
+        "ALTER_TABLE": 1,
+        "CREATE_INDEX": 1,
+        "DELETE": 1,
+        "DROP_TABLE": 1,
+        "TRUNCATE": 1,
+        "UPDATE": 1,
     }
     assert report["changed_resources"] == [
         {"schema": "public", "table": "audit_log", "row_estimate": 2_000},
@@ -234,8 +263,10 @@ def test_summary_of_a_risky_migration(shop: str) -> None:
 
 def test_summary_samples_dml_and_scales(shop: str) -> None:
     sql = "".join(f"DELETE FROM orders WHERE id = {i};\n" for i in range(1, 101))
-    sql += ("INSERT INTO customers VALUES (9001, 'a'), (9002, 'b');\n"
-            "CREATE TABLE fresh (id int);\nINSERT INTO fresh VALUES (1);")
+    sql += (
+        "INSERT INTO customers VALUES (9001, 'a'), (9002, 'b');\n"
+        "CREATE TABLE fresh (id int);\nINSERT INTO fresh VALUES (1);"
+    )
     with open_target_session(_target(shop)) as session:
         report = summarize(sql, "pg/shop", session).report
     assert (report["dml_total"], report["dml_sampled"], report["dml_estimated"]) == (100, 10, 10)
@@ -250,6 +281,7 @@ def test_summary_of_unparsable_sql_is_a_warning() -> None:
 
 
 # --- row estimates of every DML form -----------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def big(create_database: Callable[[str], str]) -> str:
@@ -328,16 +360,22 @@ def test_summary_and_risk_never_understate_a_change(big: str) -> None:
 
 
 def test_the_row_limit_rule_sees_past_initplans_and_into_with_clauses(big: str) -> None:
-    sql = ("UPDATE big SET v = (SELECT 'y') WHERE id > 0;\n"
-           "WITH d AS (DELETE FROM big RETURNING 1) SELECT count(*) FROM d;\n"
-           "MERGE INTO big USING small ON big.id = small.id WHEN MATCHED THEN DELETE;\n")
-    flagged = {line: r.content for (rule, line), r in _advice(check_target(_target(big), sql, CONFIG)).items()
-               if rule == "statement.affected-row-limit"}
+    sql = (
+        "UPDATE big SET v = (SELECT 'y') WHERE id > 0;\n"
+        "WITH d AS (DELETE FROM big RETURNING 1) SELECT count(*) FROM d;\n"
+        "MERGE INTO big USING small ON big.id = small.id WHEN MATCHED THEN DELETE;\n"
+    )
+    flagged = {
+        line: r.content
+        for (rule, line), r in _advice(check_target(_target(big), sql, CONFIG)).items()
+        if rule == "statement.affected-row-limit"
+    }
     assert set(flagged) == {1, 2}  # the MERGE changes ~100 rows
     assert flagged[2].startswith('DELETE on "big" is estimated to affect about')
 
 
 # --- check_target ------------------------------------------------------------------------------------
+
 
 def _advice(results: list[CheckResult]) -> dict[tuple[str, int], CheckResult]:
     """SQL review findings by (rule, line)."""
@@ -373,7 +411,9 @@ def test_project_rule_levels_and_options_apply(shop: str) -> None:
 
 
 def test_checks_never_change_the_target(shop: str) -> None:
-    destructive = RISKY_SQL + """\
+    destructive = (
+        RISKY_SQL
+        + """\
 DELETE FROM customers WHERE id > 10;
 UPDATE orders SET amount = 0;
 INSERT INTO orders SELECT id + 100000, customer_id, amount FROM orders;
@@ -382,6 +422,7 @@ DROP SCHEMA public CASCADE;
 TRUNCATE orders, customers, audit_log;
 CREATE TABLE pwned AS SELECT * FROM orders;
 """
+    )
     before = _snapshot(shop)
     results = check_target(_target(shop), destructive, CONFIG)
     assert _summary(results).status == Status.SUCCESS
@@ -425,6 +466,7 @@ def test_stop_request_cancels_a_running_explain(shop: str, hold_lock: Callable[[
 
 
 # --- credentials -------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def needle_server(password_server: str) -> str:

@@ -21,10 +21,19 @@ def test_a_new_token_is_random_recognisable_and_stored_only_as_its_hash() -> Non
     assert len(first.token) == len("pct_") + 12 + 1 + 43  # key id, then 32 random bytes
 
 
-@pytest.mark.parametrize("presented", [
-    "", "pct_", "Bearer pct_abc", "pct_0123456789ab", "pct_0123456789AB_" + "a" * 43,
-    "pct_0123456789ab_" + "a" * 42, "pct_0123456789ab_" + "a" * 43 + "\n", "xyz_0123456789ab_" + "a" * 43,
-])
+@pytest.mark.parametrize(
+    "presented",
+    [
+        "",
+        "pct_",
+        "Bearer pct_abc",
+        "pct_0123456789ab",
+        "pct_0123456789AB_" + "a" * 43,
+        "pct_0123456789ab_" + "a" * 42,
+        "pct_0123456789ab_" + "a" * 43 + "\n",
+        "xyz_0123456789ab_" + "a" * 43,
+    ],
+)
 def test_malformed_tokens_have_no_key_id(presented: str) -> None:
     assert access.key_id_of(presented) is None
 
@@ -60,15 +69,18 @@ def test_scopes_nest() -> None:
     assert [scope for scope in Scope if scope.includes(Scope.ADMIN)] == [Scope.ADMIN]
 
 
-@pytest.mark.parametrize(("scope", "limited_to", "needed", "project", "allowed"), [
-    (Scope.READ, None, Scope.READ, "shop", True),
-    (Scope.READ, None, Scope.SUBMIT, "shop", False),
-    (Scope.SUBMIT, None, Scope.SUBMIT, None, True),
-    (Scope.ADMIN, None, Scope.SUBMIT, "shop", True),
-    (Scope.SUBMIT, "shop", Scope.SUBMIT, "shop", True),
-    (Scope.SUBMIT, "shop", Scope.READ, "other", False),
-    (Scope.ADMIN, "shop", Scope.READ, None, False),  # spans every project
-])
+@pytest.mark.parametrize(
+    ("scope", "limited_to", "needed", "project", "allowed"),
+    [
+        (Scope.READ, None, Scope.READ, "shop", True),
+        (Scope.READ, None, Scope.SUBMIT, "shop", False),
+        (Scope.SUBMIT, None, Scope.SUBMIT, None, True),
+        (Scope.ADMIN, None, Scope.SUBMIT, "shop", True),
+        (Scope.SUBMIT, "shop", Scope.SUBMIT, "shop", True),
+        (Scope.SUBMIT, "shop", Scope.READ, "other", False),
+        (Scope.ADMIN, "shop", Scope.READ, None, False),  # spans every project
+    ],
+)
 def test_grant_requires_scope_and_project(
     scope: Scope, limited_to: str | None, needed: Scope, project: str | None, allowed: bool
 ) -> None:
@@ -86,10 +98,17 @@ def test_can_see() -> None:
     assert not Grant(1, "a", Scope.READ, "x").can_see("y")
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("90d", timedelta(days=90)), ("12h", timedelta(hours=12)), ("30m", timedelta(minutes=30)),
-    ("2w", timedelta(weeks=2)), ("45s", timedelta(seconds=45)), (" 1d ", timedelta(days=1)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90d", timedelta(days=90)),
+        ("12h", timedelta(hours=12)),
+        ("30m", timedelta(minutes=30)),
+        ("2w", timedelta(weeks=2)),
+        ("45s", timedelta(seconds=45)),
+        (" 1d ", timedelta(days=1)),
+    ],
+)
 def test_durations(text: str, expected: timedelta) -> None:
     assert access.parse_duration(text) == expected
 

@@ -127,9 +127,7 @@ def test_level_override_and_disable() -> None:
 def test_naming_pattern_option() -> None:
     sql = "SET lock_timeout = '1s'; CREATE TABLE tbl_orders (id bigint PRIMARY KEY);"
     assert titles(review(sql, "t", DEFAULT)) == ["OK"]
-    config = ReviewConfig.from_project_settings(
-        {"sql_review": {"rules": {"naming.table": {"pattern": "^t_[a-z_]+$"}}}}
-    )
+    config = ReviewConfig.from_project_settings({"sql_review": {"rules": {"naming.table": {"pattern": "^t_[a-z_]+$"}}}})
     (result,) = review(sql, "t", config)
     assert result.title == "naming.table"
     assert "/^t_[a-z_]+$/" in result.content and 'e.g. "tbl_orders"' not in result.content
@@ -196,8 +194,11 @@ def test_constraint_templates_are_stricter_project_settings() -> None:
 
 @pytest.mark.parametrize(
     ("template", "message"),
-    [("idx_{table}_{cols}", "{cols} is not a placeholder"), ("idx_{table", "not a valid name template"),
-     ("{table!r}", "{table} is not a placeholder")],
+    [
+        ("idx_{table}_{cols}", "{cols} is not a placeholder"),
+        ("idx_{table", "not a valid name template"),
+        ("{table!r}", "{table} is not a placeholder"),
+    ],
 )
 def test_bad_templates_are_rejected(template: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -222,9 +223,16 @@ def test_volatility_of_defaults_comes_from_the_target_when_there_is_one() -> Non
 
 
 def test_built_in_volatility_table() -> None:
-    for default, volatile in [("gen_random_uuid()", True), ("clock_timestamp()", True), ("nextval('s')", True),
-                              ("now()", False), ("statement_timestamp()", False), ("md5('x')", False),
-                              ("pg_catalog.random()", True), ("uuidv7()", True)]:
+    for default, volatile in [
+        ("gen_random_uuid()", True),
+        ("clock_timestamp()", True),
+        ("nextval('s')", True),
+        ("now()", False),
+        ("statement_timestamp()", False),
+        ("md5('x')", False),
+        ("pg_catalog.random()", True),
+        ("uuidv7()", True),
+    ]:
         sql = f"SET lock_timeout = '1s'; ALTER TABLE orders ADD COLUMN c text DEFAULT {default};"
         assert titles(review(sql, "t", DEFAULT)) == (["column.no-volatile-default"] if volatile else ["OK"]), default
 
@@ -313,7 +321,7 @@ def test_arbitrary_text_never_raises(text: str) -> None:
 
 
 EXAMPLES = [sql for rule in ALL_RULES for sql in (*rule.bad, *rule.good)]
-JUNK = ["\x00", "'", '"', "$$", "$a$", "/*", "*/", "--", ";", "é", "日本", "\n", "(", "U&\"", "E'\\", "ü\"x"]
+JUNK = ["\x00", "'", '"', "$$", "$a$", "/*", "*/", "--", ";", "é", "日本", "\n", "(", 'U&"', "E'\\", 'ü"x']
 
 
 @settings(max_examples=300, deadline=None)
@@ -434,10 +442,28 @@ BEGIN;
 UPDATE products SET sku = 'x' WHERE id = 1;
 """
     found = sorted({(r.code, r.position.line) for r in review(sql, "t", DEFAULT) if r.position and r.code > 201})
-    assert found == sorted([
-        (804, 2), (804, 3), (402, 4), (408, 4), (402, 5),  # constraints building indexes, rewrites
-        (603, 6), (604, 7), (805, 8), (605, 9), (606, 10), (211, 11),  # whole-table locks
-        (402, 12), (402, 13), (208, 13),  # volatile defaults (and two ALTERs of users that could be one)
-        (407, 14), (409, 14), (901, 15), (901, 16), (901, 17),  # type choices, schema compatibility
-        (213, 18), (212, 19),  # a BEGIN never committed, and a BEGIN inside it
-    ])
+    assert found == sorted(
+        [
+            (804, 2),
+            (804, 3),
+            (402, 4),
+            (408, 4),
+            (402, 5),  # constraints building indexes, rewrites
+            (603, 6),
+            (604, 7),
+            (805, 8),
+            (605, 9),
+            (606, 10),
+            (211, 11),  # whole-table locks
+            (402, 12),
+            (402, 13),
+            (208, 13),  # volatile defaults (and two ALTERs of users that could be one)
+            (407, 14),
+            (409, 14),
+            (901, 15),
+            (901, 16),
+            (901, 17),  # type choices, schema compatibility
+            (213, 18),
+            (212, 19),  # a BEGIN never committed, and a BEGIN inside it
+        ]
+    )

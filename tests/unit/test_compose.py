@@ -25,8 +25,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PLANCHECK_IMAGE_SERVICES = ("migrate", "worker", "beat", "flower", "metrics", "api")
 # Variables the postgres image documents (besides PGDATA).
 POSTGRES_IMAGE_VARS = {
-    "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "POSTGRES_INITDB_ARGS", "POSTGRES_INITDB_WALDIR",
-    "POSTGRES_HOST_AUTH_METHOD", "PGDATA",
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "POSTGRES_DB",
+    "POSTGRES_INITDB_ARGS",
+    "POSTGRES_INITDB_WALDIR",
+    "POSTGRES_HOST_AUTH_METHOD",
+    "PGDATA",
 }
 REQUIRED_VARS = {"POSTGRES_PASSWORD": "pg-Secret-1", "FLOWER_USER": "admin", "FLOWER_PASSWORD": "flower-Secret-2"}
 
@@ -186,7 +191,7 @@ def test_flower_has_basic_auth_and_known_options(services: dict[str, Any]) -> No
     args = command(flower)
     credentials = f"{REQUIRED_VARS['FLOWER_USER']}:{REQUIRED_VARS['FLOWER_PASSWORD']}"
     assert environment(flower)["FLOWER_BASIC_AUTH"] == credentials
-    known = set(options._options)  # noqa: SLF001 - tornado keeps option names only here
+    known = set(options._options)
     for arg in args[4:]:
         name = arg.removeprefix("--").split("=", 1)[0]
         assert name.replace("_", "-") in known, arg
@@ -225,8 +230,12 @@ def test_the_api_is_published_on_loopback_only_and_checks_its_health(services: d
     compile(probe[3], "healthcheck", "exec")
     assert environment(api)["PLANCHECK_API_SECRET"] == ""  # optional: unset, the key is kept in PostgreSQL
     secret = "s" * 40
-    assert environment(load_compose({**REQUIRED_VARS, "PLANCHECK_API_SECRET": secret})["services"]["api"])[
-        "PLANCHECK_API_SECRET"] == secret
+    assert (
+        environment(load_compose({**REQUIRED_VARS, "PLANCHECK_API_SECRET": secret})["services"]["api"])[
+            "PLANCHECK_API_SECRET"
+        ]
+        == secret
+    )
 
 
 def test_migrate_runs_alembic_to_the_single_head(services: dict[str, Any]) -> None:
@@ -294,19 +303,30 @@ def _ignored(path: str, patterns: list[str]) -> bool:
         pattern = pattern.removeprefix("!").strip("/")
         parts = path.split("/")
         prefixes = ["/".join(parts[: index + 1]) for index in range(len(parts))]
-        if any(fnmatch.fnmatch(prefix, pattern) or fnmatch.fnmatch(prefix, pattern.removeprefix("**/"))
-               for prefix in prefixes):
+        if any(
+            fnmatch.fnmatch(prefix, pattern) or fnmatch.fnmatch(prefix, pattern.removeprefix("**/"))
+            for prefix in prefixes
+        ):
             ignored = not negate
     return ignored
 
 
 def test_dockerignore_keeps_what_the_image_needs() -> None:
     patterns = [
-        line.strip() for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+        line.strip()
+        for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    for needed in ("pyproject.toml", "README.md", "alembic.ini", "alembic/env.py", "alembic/versions/0001_seed.py",
-                   "celeryconfig.py", "plancheck/__init__.py", "plancheck/store/db.py"):
+    for needed in (
+        "pyproject.toml",
+        "README.md",
+        "alembic.ini",
+        "alembic/env.py",
+        "alembic/versions/0001_seed.py",
+        "celeryconfig.py",
+        "plancheck/__init__.py",
+        "plancheck/store/db.py",
+    ):
         assert not _ignored(needed, patterns), needed
     for secret_or_junk in (".env", ".git/config", ".venv/bin/python", "plancheck/__pycache__/x.pyc"):
         assert _ignored(secret_or_junk, patterns), secret_or_junk

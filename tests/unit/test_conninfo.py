@@ -34,19 +34,36 @@ def test_odd_passwords_are_read_exactly(url: str) -> None:
     assert conninfo_to_dict(conninfo(url)) == params  # the key=value string libpq reads back is exact
     built = engine_url(url)
     assert (built.username, built.password, built.database, dict(built.query)) == (
-        "alice", ODD, "app", {"host": "db.example", "port": "6543"})
+        "alice",
+        ODD,
+        "app",
+        {"host": "db.example", "port": "6543"},
+    )
 
 
 def test_hosts_sockets_ipv6_queries_and_keyword_strings() -> None:
     assert connection_params("postgresql://u@h1:5432,h2:5433/db") == {
-        "user": "u", "host": "h1,h2", "port": "5432,5433", "dbname": "db"}
-    assert connection_params("postgresql://u@[::1]:5432/db") == {"user": "u", "host": "::1", "port": "5432",
-                                                                 "dbname": "db"}
+        "user": "u",
+        "host": "h1,h2",
+        "port": "5432,5433",
+        "dbname": "db",
+    }
+    assert connection_params("postgresql://u@[::1]:5432/db") == {
+        "user": "u",
+        "host": "::1",
+        "port": "5432",
+        "dbname": "db",
+    }
     assert connection_params("postgresql://postgres:@/app?host=/tmp/pg%20dir&options=-c%20x%3Dy") == {
-        "user": "postgres", "dbname": "app", "host": "/tmp/pg dir", "options": "-c x=y"}
+        "user": "postgres",
+        "dbname": "app",
+        "host": "/tmp/pg dir",
+        "options": "-c x=y",
+    }
     assert connection_params("host=db user=u password='a b\\'c'") == {"host": "db", "user": "u", "password": "a b'c"}
     assert conninfo("postgresql://u@h/db", dbname="other", connect_timeout=3) == (
-        "user=u host=h dbname=other connect_timeout=3")
+        "user=u host=h dbname=other connect_timeout=3"
+    )
 
 
 @pytest.mark.parametrize(
@@ -84,25 +101,37 @@ def test_resolve_url_builds_keywords_with_the_password_from_the_environment(monk
     assert "invalid port" in str(raised.value) and TOKEN not in str(raised.value)
 
 
-@pytest.mark.parametrize("url", [f"postgresql://alice:{ODD}@db:5432/app?sslmode=require",
-                                 f"postgresql://alice:{quote(ODD, safe='')}@db:5432/app?sslmode=require"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://alice:{ODD}@db:5432/app?sslmode=require",
+        f"postgresql://alice:{quote(ODD, safe='')}@db:5432/app?sslmode=require",
+    ],
+)
 def test_display_url_masks_the_whole_password(url: str) -> None:
     assert display_url(url) == "postgresql://alice:***@db:5432/app?sslmode=require"
     assert display_url("redis://:s3cret@redis:6379/0") == "redis://:***@redis:6379/0"
     assert display_url("postgresql://root@127.0.0.1/test") == "postgresql://root@127.0.0.1/test"
     assert display_url("postgresql://u@h/db?password=x&sslmode=disable") == (
-        "postgresql://u@h/db?password=***&sslmode=disable")
+        "postgresql://u@h/db?password=***&sslmode=disable"
+    )
     assert display_url(f"host=db password='{TOKEN} x' dbname=app") == "host=db password=*** dbname=app"
 
 
 def test_every_spelling_of_a_password_is_masked() -> None:
-    spellings = [ODD, quote(ODD, safe=""), quote(ODD), json.dumps(ODD)[1:-1],
-                 ODD.replace("\\", "\\\\").replace("'", "\\'")]
+    spellings = [
+        ODD,
+        quote(ODD, safe=""),
+        quote(ODD),
+        json.dumps(ODD)[1:-1],
+        ODD.replace("\\", "\\\\").replace("'", "\\'"),
+    ]
     assert set(spellings) <= set(password_forms(ODD))
     text = " | ".join(spellings)
     assert TOKEN not in redact(text, *url_secrets(f"postgresql://u:{quote(ODD, safe='')}@h/db"))
-    assert TOKEN not in redact(text, *url_secrets(f"host=h password='{ODD.replace(chr(92), 2 * chr(92))}'"
-                                                  .replace("'F", "\\'F")))
+    assert TOKEN not in redact(
+        text, *url_secrets(f"host=h password='{ODD.replace(chr(92), 2 * chr(92))}'".replace("'F", "\\'F"))
+    )
     assert password_forms(None) == password_forms("") == ()
 
 

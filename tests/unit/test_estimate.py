@@ -10,8 +10,9 @@ import pytest
 from plancheck.checks.estimate import DEPENDS_ON_SUBQUERY, MODIFYING_CTE, Estimate, modifications, read_plan
 
 
-def node(kind: str, rows: float, relationship: str | None = None, *children: dict[str, Any],
-         **fields: Any) -> dict[str, Any]:
+def node(
+    kind: str, rows: float, relationship: str | None = None, *children: dict[str, Any], **fields: Any
+) -> dict[str, Any]:
     plan: dict[str, Any] = {"Node Type": kind, "Plan Rows": rows, **fields}
     if relationship:
         plan["Parent Relationship"] = relationship
@@ -25,8 +26,9 @@ def modify(*children: dict[str, Any], relationship: str | None = None) -> dict[s
 
 
 def test_the_scan_child_counts_not_the_initplan() -> None:
-    plan = modify(node("Result", 1, "InitPlan", **{"Subplan Name": "InitPlan 1 (returns $0)"}),
-                  node("Seq Scan", 50_000, "Outer"))
+    plan = modify(
+        node("Result", 1, "InitPlan", **{"Subplan Name": "InitPlan 1 (returns $0)"}), node("Seq Scan", 50_000, "Outer")
+    )
     assert read_plan(plan) == Estimate(50_000)
 
 
@@ -40,14 +42,20 @@ def test_every_data_modifying_cte_counts_and_is_doubted() -> None:
 
 @pytest.mark.parametrize(
     "condition",
-    ["(k = $0)", "(k = (InitPlan 1).col1)", "((k)::numeric > (SubPlan 1))", "(hashed SubPlan 2)",
-     "(NOT (ANY (id = (hashed SubPlan 1).col1)))"],
+    [
+        "(k = $0)",
+        "(k = (InitPlan 1).col1)",
+        "((k)::numeric > (SubPlan 1))",
+        "(hashed SubPlan 2)",
+        "(NOT (ANY (id = (hashed SubPlan 1).col1)))",
+    ],
 )
 def test_a_row_count_hanging_on_a_subquery_result_is_doubted(condition: str) -> None:
     plan = modify(node("Seq Scan", 500, "Outer", Filter=condition))
     assert read_plan(plan) == Estimate(500, (DEPENDS_ON_SUBQUERY,))
-    one_time = modify(node("Result", 50_000, "Outer", node("Seq Scan", 50_000, "Outer"),
-                           **{"One-Time Filter": condition}))
+    one_time = modify(
+        node("Result", 50_000, "Outer", node("Seq Scan", 50_000, "Outer"), **{"One-Time Filter": condition})
+    )
     assert read_plan(one_time).doubts == (DEPENDS_ON_SUBQUERY,)
 
 

@@ -27,7 +27,7 @@ OTHER = DatabaseResource("pg-test", "orders", "test", {})
         ('resource.environment_id == "prod" && resource.database_name.startsWith("tenant_")', True, False),
         ('resource.labels["tier"] == "gold"', True, False),
         ('"region" in resource.labels', True, False),
-        ('has(resource.labels.tier)', True, False),
+        ("has(resource.labels.tier)", True, False),
         ('resource.labels.exists(k, k.startsWith("reg"))', True, False),
         ('resource.instance_id in ["pg-prod", "pg-test"]', True, True),
         ('resource.database_name.matches("^(orders|billing)$")', False, True),

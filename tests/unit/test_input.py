@@ -40,7 +40,7 @@ def test_ids_in_range_pass() -> None:
 
 @pytest.mark.parametrize("key", ["", "a b", "café", "x" * 64, "a/b", "a.b", "\x1b[2J", "naïve", None, 5])
 def test_keys_are_bounded_ascii(key: Any) -> None:
-    with pytest.raises(InvalidInput, match="project key .* must be 1 to 63 ASCII letters, digits, '-' or '_'") as e:
+    with pytest.raises(InvalidInput, match=r"project key .* must be 1 to 63 ASCII letters, digits, '-' or '_'") as e:
         identifier(key, "project key")
     assert "\n" not in str(e.value) and "\x1b" not in str(e.value)
 
@@ -104,7 +104,10 @@ def test_project_settings_follow_the_schema(settings: Any, message: str) -> None
 
 
 def test_valid_project_settings_pass() -> None:
-    settings = {"sql_review": {"rules": {"statement.affected-row-limit": {"max_rows": 5000, "level": "ERROR"}}},
-                "ci_sampling_size": 0, "risk_affected_rows": 10_000}
+    settings = {
+        "sql_review": {"rules": {"statement.affected-row-limit": {"max_rows": 5000, "level": "ERROR"}}},
+        "ci_sampling_size": 0,
+        "risk_affected_rows": 10_000,
+    }
     assert validate_project_settings(settings) == settings
     assert validate_project_settings({}) == {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,8 +13,16 @@ from rich.console import Console
 from plancheck.cli import render
 
 
-def result(target: str, status: str, title: str = "rule", line: int | None = None, column: int = 1,
-           kind: str = "STATEMENT_ADVISE", content: str = "", report: dict[str, Any] | None = None) -> dict[str, Any]:
+def result(
+    target: str,
+    status: str,
+    title: str = "rule",
+    line: int | None = None,
+    column: int = 1,
+    kind: str = "STATEMENT_ADVISE",
+    content: str = "",
+    report: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
         "status": status,
         "type": kind,
@@ -28,8 +36,9 @@ def result(target: str, status: str, title: str = "rule", line: int | None = Non
 
 
 def summary(target: str, content: str = "", report: dict[str, Any] | None = None) -> dict[str, Any]:
-    return result(target, "SUCCESS", "Statement summary", kind="STATEMENT_SUMMARY_REPORT", content=content,
-                  report=report)
+    return result(
+        target, "SUCCESS", "Statement summary", kind="STATEMENT_SUMMARY_REPORT", content=content, report=report
+    )
 
 
 @pytest.mark.parametrize(
@@ -101,14 +110,14 @@ def test_position_and_summary_text() -> None:
 def test_progress_and_duration_text() -> None:
     assert render.progress_text("RUNNING", 1, 3, 2.345) == "RUNNING 1/3 targets, 2.3s elapsed"
     assert render.progress_text("AVAILABLE", 0, None, 0) == "AVAILABLE 0 targets, 0.0s elapsed"
-    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
     assert render.duration_text(start, start + timedelta(seconds=1.25)) == "1.2s"
     assert render.duration_text(start.isoformat(), (start + timedelta(seconds=2)).isoformat()) == "2.0s"
     assert render.duration_text(start, None) == ""
 
 
 def test_json_text_handles_datetimes() -> None:
-    moment = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+    moment = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
     assert json.loads(render.json_text({"at": moment, "ids": (1, 2)})) == {"at": moment.isoformat(), "ids": [1, 2]}
 
 
@@ -122,9 +131,18 @@ class FakeChecks:
         self.reason = reason
         self.targets_total = len({r["target"] for r in results}) if results else None
         self.targets_done = self.targets_total or 0
-        start = datetime(2024, 1, 1, tzinfo=timezone.utc)
-        self.attempts = [{"generation": 1, "attempt": 1, "worker": "w1@host:42", "claimed_at": start,
-                          "started_at": start, "finished_at": start + timedelta(seconds=1), "outcome": "DONE"}]
+        start = datetime(2024, 1, 1, tzinfo=UTC)
+        self.attempts = [
+            {
+                "generation": 1,
+                "attempt": 1,
+                "worker": "w1@host:42",
+                "claimed_at": start,
+                "started_at": start,
+                "finished_at": start + timedelta(seconds=1),
+                "outcome": "DONE",
+            }
+        ]
 
 
 def rendered(checks: FakeChecks) -> str:
@@ -134,11 +152,16 @@ def rendered(checks: FakeChecks) -> str:
 
 
 def test_render_checks_shows_tables_summary_and_verdict() -> None:
-    text = rendered(FakeChecks("DONE", [
-        result("inst/shop", "WARNING", "Index without CONCURRENTLY", line=4, content="locks writes [x]"),
-        result("inst/shop", "ERROR", "DELETE without WHERE", line=1, column=1, content="deletes every row"),
-        summary("inst/shop", "2 statements (DELETE 1, CREATE_INDEX 1); ~5,000 rows affected"),
-    ]))
+    text = rendered(
+        FakeChecks(
+            "DONE",
+            [
+                result("inst/shop", "WARNING", "Index without CONCURRENTLY", line=4, content="locks writes [x]"),
+                result("inst/shop", "ERROR", "DELETE without WHERE", line=1, column=1, content="deletes every row"),
+                summary("inst/shop", "2 statements (DELETE 1, CREATE_INDEX 1); ~5,000 rows affected"),
+            ],
+        )
+    )
     assert "inst/shop" in text
     assert text.index("DELETE without WHERE") < text.index("Index without CONCURRENTLY")
     assert "1:1" in text and "4:1" in text
@@ -172,7 +195,9 @@ def test_wait_progress_prints_plain_lines_only_on_change() -> None:
             progress.update(checks)  # type: ignore[arg-type]
     lines = out.getvalue().splitlines()
     assert [line.split(",")[0] for line in lines] == [
-        "plan 7: AVAILABLE 0/2 targets", "plan 7: RUNNING 0/2 targets", "plan 7: RUNNING 1/2 targets",
+        "plan 7: AVAILABLE 0/2 targets",
+        "plan 7: RUNNING 0/2 targets",
+        "plan 7: RUNNING 1/2 targets",
         "plan 7: DONE 2/2 targets",
     ]
     assert all("elapsed" in line for line in lines)
@@ -216,27 +241,48 @@ def test_plain_shows_control_characters_as_escapes() -> None:
 
 
 def test_every_field_of_a_checks_report_is_escaped() -> None:
-    checks = FakeChecks("FAILED", [
-        result(f"inst/{EVIL}", f"ERR{EVIL}", f"title {EVIL}", line=1, content=f"message {EVIL}\nsecond line"),
-        summary(f"inst/{EVIL}", f"summary {EVIL}"),
-        summary("inst/other", report={"statement_types": {f"K{EVIL}": 1}, "affected_rows": 1,
-                                      "changed_resources": [{"schema": EVIL, "table": EVIL}]}),
-    ], reason=f"reason {EVIL}")
+    checks = FakeChecks(
+        "FAILED",
+        [
+            result(f"inst/{EVIL}", f"ERR{EVIL}", f"title {EVIL}", line=1, content=f"message {EVIL}\nsecond line"),
+            summary(f"inst/{EVIL}", f"summary {EVIL}"),
+            summary(
+                "inst/other",
+                report={
+                    "statement_types": {f"K{EVIL}": 1},
+                    "affected_rows": 1,
+                    "changed_resources": [{"schema": EVIL, "table": EVIL}],
+                },
+            ),
+        ],
+        reason=f"reason {EVIL}",
+    )
     checks.attempts[0].update(worker=f"w{EVIL}", outcome=f"DONE{EVIL}")
     console, out = plain_console()
     render.render_checks(console, checks)  # type: ignore[arg-type]
     text = out.getvalue()
     assert no_controls(text), [ch for ch in text if ch in CONTROLS and ch != "\n"]
-    for shown in ("inst/x\\x1b[2J", "title x\\x1b", "message x\\x1b", "summary x\\x1b", "reason x\\x1b", "wx\\x1b",
-                  "DONEx\\x1b", "Kx\\x1b"):
+    for shown in (
+        "inst/x\\x1b[2J",
+        "title x\\x1b",
+        "message x\\x1b",
+        "summary x\\x1b",
+        "reason x\\x1b",
+        "wx\\x1b",
+        "DONEx\\x1b",
+        "Kx\\x1b",
+    ):
         assert shown in text, shown
     assert "second line" in text  # an intended line break in a message survives
 
 
 def test_catalog_tables_escape_names_labels_and_values() -> None:
     console, out = plain_console()
-    console.print(render.databases_table([{"target": f"i/{EVIL}", "environment": EVIL, "labels": {EVIL: EVIL}}],
-                                         title="Databases"))
+    console.print(
+        render.databases_table(
+            [{"target": f"i/{EVIL}", "environment": EVIL, "labels": {EVIL: EVIL}}], title="Databases"
+        )
+    )
     console.print(render.key_value_table({EVIL: EVIL, "plain": None}, title="Issue 1"))
     console.print(render.tasks_table([{"target": f"i/{EVIL}", "status": EVIL}], "Rollout"))
     text = out.getvalue()
@@ -266,17 +312,35 @@ def test_cli_errors_with_control_characters_are_escaped(capsys: pytest.CaptureFi
 
 
 def test_chunk_executions_and_their_retries_are_listed_apart_from_the_run() -> None:
-    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
 
     def attempt(chunk: int | None, number: int, outcome: str | None, worker: str) -> dict[str, Any]:
-        return {"generation": 1, "attempt": number, "chunk": chunk, "worker": worker, "claimed_at": start,
-                "started_at": start, "finished_at": start + timedelta(seconds=2), "outcome": outcome}
+        return {
+            "generation": 1,
+            "attempt": number,
+            "chunk": chunk,
+            "worker": worker,
+            "claimed_at": start,
+            "started_at": start,
+            "finished_at": start + timedelta(seconds=2),
+            "outcome": outcome,
+        }
 
     checks = FakeChecks("DONE", [summary("inst/a", "1 statement")])
-    checks.attempts = [attempt(None, 1, "DONE", "w1@h:1"), attempt(0, 1, "LOST", "w2@h:2"),
-                       attempt(0, 2, "DONE", "w1@h:1"), attempt(1, 1, "DONE", "w1@h:1")]
-    rows = [[cell.strip() for cell in line.strip("│ ").split("│")] for line in rendered(checks).splitlines()
-            if "w1@h" in line or "w2@h" in line]
+    checks.attempts = [
+        attempt(None, 1, "DONE", "w1@h:1"),
+        attempt(0, 1, "LOST", "w2@h:2"),
+        attempt(0, 2, "DONE", "w1@h:1"),
+        attempt(1, 1, "DONE", "w1@h:1"),
+    ]
+    rows = [
+        [cell.strip() for cell in line.strip("│ ").split("│")]
+        for line in rendered(checks).splitlines()
+        if "w1@h" in line or "w2@h" in line
+    ]
     assert [(row[1], row[2], row[-1]) for row in rows] == [
-        ("run", "1", "DONE"), ("chunk 0", "1", "LOST"), ("chunk 0", "2", "DONE"), ("chunk 1", "1", "DONE"),
+        ("run", "1", "DONE"),
+        ("chunk 0", "1", "LOST"),
+        ("chunk 0", "2", "DONE"),
+        ("chunk 1", "1", "DONE"),
     ]

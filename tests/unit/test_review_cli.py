@@ -49,8 +49,10 @@ def test_clean_files_exit_0_and_errors_exit_1(tmp_path: Path, capsys: pytest.Cap
     assert plancheck(capsys, "review", clean) == (0, "0 error(s), 0 warning(s)\n", "")
     code, out, _ = plancheck(capsys, "review", clean, sql_file(tmp_path, "risky.sql", RISKY))
     assert code == 1
-    assert out.splitlines()[0].startswith(f"{tmp_path}/risky.sql:1:13: ERROR statement.where-require-update-delete "
-                                          "(202): DELETE on \"orders\" has no WHERE clause")
+    assert out.splitlines()[0].startswith(
+        f"{tmp_path}/risky.sql:1:13: ERROR statement.where-require-update-delete "
+        '(202): DELETE on "orders" has no WHERE clause'
+    )
     assert out.splitlines()[-1] == "1 error(s), 2 warning(s)"
 
 
@@ -68,8 +70,9 @@ def test_syntax_error_is_an_error_finding(tmp_path: Path, capsys: pytest.Capture
     ("content", "message"),
     [(b"SELECT 'caf\xe9';", "is not UTF-8 text (byte 11 is invalid)")],
 )
-def test_bad_files_exit_3_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes,
-                                        message: str) -> None:
+def test_bad_files_exit_3_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, message: str
+) -> None:
     files = [sql_file(tmp_path, "ok.sql", CLEAN), sql_file(tmp_path, "x.sql", content)]
     code, out, err = plancheck(capsys, "review", *files)
     assert (code, out) == (3, "") and err.startswith("error: SQL file") and message in err
@@ -93,8 +96,10 @@ def test_missing_file_large_file_and_bad_settings_exit_3(
 
 
 def test_settings_change_levels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rules = {"statement.where-require-update-delete": {"level": "WARNING"}, "column.no-volatile-default":
-             {"level": "DISABLED"}}
+    rules = {
+        "statement.where-require-update-delete": {"level": "WARNING"},
+        "column.no-volatile-default": {"level": "DISABLED"},
+    }
     settings = sql_file(tmp_path, "settings.json", json.dumps({"sql_review": {"rules": rules}}))
     code, out, _ = plancheck(capsys, "review", "--settings", settings, sql_file(tmp_path, "r.sql", RISKY))
     assert code == 0 and out.splitlines()[-1] == "0 error(s), 2 warning(s)"
@@ -121,7 +126,10 @@ def test_json_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     (entry,) = document["files"]
     assert entry["path"] == risky
     assert [(r["code"], r["position"]) for r in entry["results"]] == [
-        (202, {"line": 1, "column": 13}), (210, {"line": 2, "column": 1}), (402, {"line": 2, "column": 50})]
+        (202, {"line": 1, "column": 13}),
+        (210, {"line": 2, "column": 1}),
+        (402, {"line": 2, "column": 50}),
+    ]
 
 
 def test_github_annotations_are_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -130,7 +138,7 @@ def test_github_annotations_are_escaped(tmp_path: Path, capsys: pytest.CaptureFi
     (line,) = out.splitlines()
     escaped_path = name.replace("%", "%25").replace(":", "%3A").replace(",", "%2C")
     assert code == 0
-    assert line.startswith(f"::warning file={escaped_path},line=2,col=14,title=naming.table::Table name \"x%0Ay%25\"")
+    assert line.startswith(f'::warning file={escaped_path},line=2,col=14,title=naming.table::Table name "x%0Ay%25"')
 
 
 def test_text_format_escapes_control_characters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -153,12 +161,17 @@ def test_sarif_validates_against_the_sarif_2_1_0_schema(tmp_path: Path, capsys: 
     assert [rule["id"] for rule in rules] == [rule.name for rule in ALL_RULES]
     results = run_["results"]
     assert [(r["ruleId"], r["level"]) for r in results] == [
-        ("syntax-error", "error"), ("statement.where-require-update-delete", "error"),
-        ("statement.require-lock-timeout", "warning"), ("column.no-volatile-default", "warning")]
+        ("syntax-error", "error"),
+        ("statement.where-require-update-delete", "error"),
+        ("statement.require-lock-timeout", "warning"),
+        ("column.no-volatile-default", "warning"),
+    ]
     delete = results[1]
     assert rules[delete["ruleIndex"]]["id"] == delete["ruleId"]
     assert delete["locations"][0]["physicalLocation"] == {
-        "artifactLocation": {"uri": Path(risky).as_uri()}, "region": {"startLine": 1, "startColumn": 13}}
+        "artifactLocation": {"uri": Path(risky).as_uri()},
+        "region": {"startLine": 1, "startColumn": 13},
+    }
 
 
 def test_sarif_schema_check_is_not_a_formality() -> None:
@@ -167,14 +180,42 @@ def test_sarif_schema_check_is_not_a_formality() -> None:
 
 
 PLAN_RESULTS = [
-    {"status": "ERROR", "type": "STATEMENT_ADVISE", "target": "prod/shop", "title": "statement.disallow-truncate",
-     "content": "TRUNCATE \"orders\" deletes every row", "code": 206, "position": {"line": 3, "column": 10}},
-    {"status": "SUCCESS", "type": "STATEMENT_ADVISE", "target": "test/shop", "title": "OK", "content": "fine",
-     "code": 0, "position": None},
-    {"status": "ERROR", "type": "STATEMENT_ADVISE", "target": "test/down", "title": "Target unreachable",
-     "content": "cannot connect to test/down", "code": 0, "position": None},
-    {"status": "SUCCESS", "type": "STATEMENT_SUMMARY_REPORT", "target": "prod/shop", "title": "Statement summary",
-     "content": "1 statement", "code": 0, "position": None},
+    {
+        "status": "ERROR",
+        "type": "STATEMENT_ADVISE",
+        "target": "prod/shop",
+        "title": "statement.disallow-truncate",
+        "content": 'TRUNCATE "orders" deletes every row',
+        "code": 206,
+        "position": {"line": 3, "column": 10},
+    },
+    {
+        "status": "SUCCESS",
+        "type": "STATEMENT_ADVISE",
+        "target": "test/shop",
+        "title": "OK",
+        "content": "fine",
+        "code": 0,
+        "position": None,
+    },
+    {
+        "status": "ERROR",
+        "type": "STATEMENT_ADVISE",
+        "target": "test/down",
+        "title": "Target unreachable",
+        "content": "cannot connect to test/down",
+        "code": 0,
+        "position": None,
+    },
+    {
+        "status": "SUCCESS",
+        "type": "STATEMENT_SUMMARY_REPORT",
+        "target": "prod/shop",
+        "title": "Statement summary",
+        "content": "1 statement",
+        "code": 0,
+        "position": None,
+    },
 ]
 
 
@@ -182,7 +223,7 @@ def test_plan_check_results_as_annotations_and_sarif() -> None:
     located = [formats.Located(result) for result in PLAN_RESULTS]
     assert formats.machine_text("github", located, "1").splitlines() == [
         "::error line=1,col=1,title=target-error::cannot connect to test/down (target test/down)",
-        "::error line=3,col=10,title=statement.disallow-truncate::TRUNCATE \"orders\" deletes every row "
+        '::error line=3,col=10,title=statement.disallow-truncate::TRUNCATE "orders" deletes every row '
         "(target prod/shop)",
     ]
     with_file = formats.machine_text("github", [formats.Located(PLAN_RESULTS[0], "m.sql")], "1")
@@ -209,8 +250,9 @@ def test_plan_checks_takes_the_same_formats(
     code, out, _ = plancheck(capsys, "plan", "checks", "7", "--format", "sarif", "--sql-path", "plan.sql")
     document = json.loads(out)
     assert_valid_sarif(document)
-    assert code == 1 and document["runs"][0]["results"][1]["locations"][0]["physicalLocation"]["artifactLocation"] \
-        == {"uri": "plan.sql"}
+    assert code == 1 and document["runs"][0]["results"][1]["locations"][0]["physicalLocation"]["artifactLocation"] == {
+        "uri": "plan.sql"
+    }
     code, out, _ = plancheck(capsys, "plan", "checks", "7", "--format", "json")
     assert code == 1 and json.loads(out)["plan_id"] == 7
 
@@ -233,12 +275,20 @@ def test_rules_lists_every_rule(capsys: pytest.CaptureFixture[str]) -> None:
 def test_pre_commit_hook_runs_the_review() -> None:
     (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
     assert (hook["id"], hook["entry"], hook["language"], hook["types"]) == (
-        "plancheck-review", "plancheck review", "python", ["sql"])
+        "plancheck-review",
+        "plancheck review",
+        "python",
+        ["sql"],
+    )
 
 
-REVIEW_MODULES = ["plancheck/cli/review.py", "plancheck/cli/rules.py", "plancheck/cli/formats.py",
-                  "plancheck/checks/advise.py", *sorted(str(p.relative_to(ROOT)) for p in
-                                                        (ROOT / "plancheck/checks/rules").glob("*.py"))]
+REVIEW_MODULES = [
+    "plancheck/cli/review.py",
+    "plancheck/cli/rules.py",
+    "plancheck/cli/formats.py",
+    "plancheck/checks/advise.py",
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "plancheck/checks/rules").glob("*.py")),
+]
 
 
 @pytest.mark.parametrize("module", REVIEW_MODULES)

@@ -152,10 +152,15 @@ results_strategy = st.lists(
 def _expected(results: list[dict[str, Any]]) -> str:
     def high(r: dict[str, Any]) -> bool:
         report = r["report"] or {}
-        ddl = any(k.startswith(("CREATE_", "ALTER_", "DROP_", "RENAME", "TRUNCATE", "COMMENT"))
-                  for k in report.get("statement_types", {}))
-        return (r["status"] == "ERROR" or (ddl and ENVIRONMENTS.get(r["target"]) == "prod")
-                or (report.get("affected_rows") or 0) > THRESHOLD)
+        ddl = any(
+            k.startswith(("CREATE_", "ALTER_", "DROP_", "RENAME", "TRUNCATE", "COMMENT"))
+            for k in report.get("statement_types", {})
+        )
+        return (
+            r["status"] == "ERROR"
+            or (ddl and ENVIRONMENTS.get(r["target"]) == "prod")
+            or (report.get("affected_rows") or 0) > THRESHOLD
+        )
 
     if any(high(r) for r in results):
         return "HIGH"

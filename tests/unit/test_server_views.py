@@ -10,12 +10,27 @@ from plancheck.server import views
 
 def finding(target: str, level: str, rule: str, line: int | None, message: str = "msg") -> dict[str, Any]:
     position = {"line": line, "column": 1} if line is not None else None
-    return {"target": target, "status": level, "type": "STATEMENT_ADVISE", "title": rule, "content": message,
-            "code": 1, "position": position, "report": None}
+    return {
+        "target": target,
+        "status": level,
+        "type": "STATEMENT_ADVISE",
+        "title": rule,
+        "content": message,
+        "code": 1,
+        "position": position,
+        "report": None,
+    }
 
 
-SUMMARY = {"target": "i/a", "status": "SUCCESS", "type": "STATEMENT_SUMMARY_REPORT", "title": "Summary report",
-           "content": "1 statement", "position": {"line": 1, "column": 1}, "report": {"affected_rows": 5}}
+SUMMARY = {
+    "target": "i/a",
+    "status": "SUCCESS",
+    "type": "STATEMENT_SUMMARY_REPORT",
+    "title": "Summary report",
+    "content": "1 statement",
+    "position": {"line": 1, "column": 1},
+    "report": {"affected_rows": 5},
+}
 
 
 def test_findings_are_merged_per_line_level_and_rule_across_targets() -> None:
@@ -31,16 +46,24 @@ def test_findings_are_merged_per_line_level_and_rule_across_targets() -> None:
     assert list(markers) == [2]
     error, warning = markers[2]
     assert (error.level, error.rule, error.message, error.targets) == (
-        "ERROR", "statement.where-require-update-delete", "first", ["i/a", "i/b"])
+        "ERROR",
+        "statement.where-require-update-delete",
+        "first",
+        ["i/a", "i/b"],
+    )
     assert (warning.level, warning.targets) == ("WARNING", ["i/a"])
 
 
 def test_every_line_of_a_short_script_is_shown_with_its_most_severe_level() -> None:
     sql = "SELECT 1;\nDELETE FROM t;\nCREATE INDEX i ON t (a);"
-    lines = views.sql_lines(sql, [finding("i/a", "WARNING", "r1", 3), finding("i/a", "ERROR", "r2", 2),
-                                  finding("i/a", "WARNING", "r3", 2)])
+    lines = views.sql_lines(
+        sql, [finding("i/a", "WARNING", "r1", 3), finding("i/a", "ERROR", "r2", 2), finding("i/a", "WARNING", "r3", 2)]
+    )
     assert [(line.number, line.text, line.level) for line in lines] == [
-        (1, "SELECT 1;", None), (2, "DELETE FROM t;", "ERROR"), (3, "CREATE INDEX i ON t (a);", "WARNING")]
+        (1, "SELECT 1;", None),
+        (2, "DELETE FROM t;", "ERROR"),
+        (3, "CREATE INDEX i ON t (a);", "WARNING"),
+    ]
 
 
 def test_a_long_script_keeps_marked_lines_with_context_and_says_what_it_left_out() -> None:
@@ -50,8 +73,11 @@ def test_a_long_script_keeps_marked_lines_with_context_and_says_what_it_left_out
     numbers = [line.number for line in lines]
     assert numbers == [None, *range(8, 13), None, *range(2998, 3003), None]
     gaps = [line.text for line in lines if line.number is None]
-    assert gaps == ["… 7 line(s) without findings …", "… 2985 line(s) without findings …",
-                    f"… {total - 3002} line(s) without findings …"]
+    assert gaps == [
+        "… 7 line(s) without findings …",
+        "… 2985 line(s) without findings …",
+        f"… {total - 3002} line(s) without findings …",
+    ]
 
 
 def test_a_script_without_findings_or_text_still_renders() -> None:
@@ -59,8 +85,12 @@ def test_a_script_without_findings_or_text_still_renders() -> None:
 
 
 def test_targets_get_their_findings_most_severe_first_and_their_summary() -> None:
-    results = [finding("i/b", "WARNING", "w", 1), finding("i/a", "WARNING", "w", 5), finding("i/a", "ERROR", "e", 9),
-               SUMMARY]
+    results = [
+        finding("i/b", "WARNING", "w", 1),
+        finding("i/a", "WARNING", "w", 5),
+        finding("i/a", "ERROR", "e", 9),
+        SUMMARY,
+    ]
     sections = views.target_views(results)
     assert [section.target for section in sections] == ["i/a", "i/b"]
     first = sections[0]
@@ -70,10 +100,28 @@ def test_targets_get_their_findings_most_severe_first_and_their_summary() -> Non
 
 
 def test_unknown_attempt_and_document_fields_are_kept() -> None:
-    attempts = [{"generation": 1, "attempt": 1, "worker": "w", "started_at": "t", "outcome": None},
-                {"generation": 1, "attempt": 2, "chunk": 3, "worker": "w", "lease": 15}]
-    assert views.attempt_columns(attempts) == ["generation", "attempt", "worker", "started_at", "outcome", "chunk",
-                                               "lease"]
-    document = {"plan_id": 1, "status": "DONE", "results": [], "attempts": [], "chunks": [{"chunk": 1}],
-                "generation": 1, "reason": None, "targets_total": 1, "targets_done": 1}
+    attempts = [
+        {"generation": 1, "attempt": 1, "worker": "w", "started_at": "t", "outcome": None},
+        {"generation": 1, "attempt": 2, "chunk": 3, "worker": "w", "lease": 15},
+    ]
+    assert views.attempt_columns(attempts) == [
+        "generation",
+        "attempt",
+        "worker",
+        "started_at",
+        "outcome",
+        "chunk",
+        "lease",
+    ]
+    document = {
+        "plan_id": 1,
+        "status": "DONE",
+        "results": [],
+        "attempts": [],
+        "chunks": [{"chunk": 1}],
+        "generation": 1,
+        "reason": None,
+        "targets_total": 1,
+        "targets_done": 1,
+    }
     assert views.extra_fields(document) == {"chunks": [{"chunk": 1}]}

@@ -25,8 +25,16 @@ def test_defaults() -> None:
 
 def test_empty_values_mean_default() -> None:
     """docker-compose passes unset tunables through as empty strings."""
-    names = ["PLANCHECK_DATABASE_URL", "PLANCHECK_BROKER_URL", "PLANCHECK_CLAIM_BATCH", "PLANCHECK_CLAIM_INTERVAL",
-             "PLANCHECK_LEASE_SECONDS", "PLANCHECK_HEARTBEAT_SECONDS", "PLANCHECK_MAX_ATTEMPTS", "PLANCHECK_LOG_FORMAT"]
+    names = [
+        "PLANCHECK_DATABASE_URL",
+        "PLANCHECK_BROKER_URL",
+        "PLANCHECK_CLAIM_BATCH",
+        "PLANCHECK_CLAIM_INTERVAL",
+        "PLANCHECK_LEASE_SECONDS",
+        "PLANCHECK_HEARTBEAT_SECONDS",
+        "PLANCHECK_MAX_ATTEMPTS",
+        "PLANCHECK_LOG_FORMAT",
+    ]
     assert load_settings(dict.fromkeys(names, "")) == load_settings({})
 
 
@@ -49,7 +57,10 @@ def test_values_are_read() -> None:
     assert settings.database_url == "postgresql+psycopg://alice:pw@db:5432/meta"
     assert settings.broker_url == "redis://redis:6379/3"
     assert (settings.claim_batch, settings.claim_interval, settings.reap_interval, settings.relay_interval) == (
-        7, 0.5, 3.0, 4.0,
+        7,
+        0.5,
+        3.0,
+        4.0,
     )
     assert (settings.lease_seconds, settings.heartbeat_seconds, settings.max_attempts) == (30.0, 5.0, 4)
     assert (settings.chunk_size, settings.log_format) == (9, "json")
@@ -113,8 +124,14 @@ def test_bad_value_names_the_variable(name: str, value: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["redis://redis:6379/0", "rediss://redis:6380/1", "redis+socket:///tmp/redis.sock", "amqp://guest:guest@rabbit//",
-     "amqps://u:p@rabbit:5671/vhost", "pyamqp://guest@rabbit//"],
+    [
+        "redis://redis:6379/0",
+        "rediss://redis:6380/1",
+        "redis+socket:///tmp/redis.sock",
+        "amqp://guest:guest@rabbit//",
+        "amqps://u:p@rabbit:5671/vhost",
+        "pyamqp://guest@rabbit//",
+    ],
 )
 def test_redis_and_rabbitmq_brokers_are_accepted(url: str) -> None:
     assert load_settings({"PLANCHECK_BROKER_URL": url}).broker_url == url
@@ -174,7 +191,13 @@ def test_check_limits_default_to_the_settings_defaults() -> None:
 def test_check_limits_follow_the_settings() -> None:
     from plancheck.domain.targets import check_limits
 
-    limits = check_limits(load_settings({"PLANCHECK_TARGET_STATEMENT_TIMEOUT": "0.3",
-                                         "PLANCHECK_TARGET_IDLE_CONNECTIONS": "0",
-                                         "PLANCHECK_REVIEW_MAX_BYTES": "4096"}))
+    limits = check_limits(
+        load_settings(
+            {
+                "PLANCHECK_TARGET_STATEMENT_TIMEOUT": "0.3",
+                "PLANCHECK_TARGET_IDLE_CONNECTIONS": "0",
+                "PLANCHECK_REVIEW_MAX_BYTES": "4096",
+            }
+        )
+    )
     assert (limits.statement_timeout_ms, limits.idle_connections, limits.review_max_bytes) == (300, 0, 4096)

@@ -158,8 +158,9 @@ class Named(NamedTuple):
         if not self.template or self.table is None:
             return None
         columns, ref_columns = "_".join(self.columns), "_".join(self.ref_columns)
-        return self.template.format(table=self.table, columns=columns, ref_table=self.ref_table,
-                                    ref_columns=ref_columns)
+        return self.template.format(
+            table=self.table, columns=columns, ref_table=self.ref_table, ref_columns=ref_columns
+        )
 
 
 def misnamed(kind: str, names: Iterable[tuple[Statement, Named]], pattern: str) -> Iterator[Finding]:

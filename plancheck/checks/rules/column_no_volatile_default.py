@@ -67,8 +67,9 @@ def _per_row_value(ctx: RuleContext, stmt: Statement, column: ast.ColumnDef) -> 
 def _volatile_call(ctx: RuleContext, stmt: Statement, expression: ast.Node | None) -> ast.FuncCall | None:
     also = ctx.options["volatile_functions"]
     calls = (node for node in walk(expression) if isinstance(node, ast.FuncCall))
-    return next((call for call in calls if is_volatile(ctx.script, stmt.ordinal, call, ctx.function_volatility, also)),
-                None)
+    return next(
+        (call for call in calls if is_volatile(ctx.script, stmt.ordinal, call, ctx.function_volatility, also)), None
+    )
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:

@@ -29,8 +29,14 @@ GOOD = [
     "CREATE TABLE order_lines (order_id bigint, line bigint, PRIMARY KEY (order_id, line))",
 ]
 
-_SMALL = {"int2": "smallint", "int4": "integer", "serial": "serial", "serial2": "smallserial",
-          "serial4": "serial", "smallserial": "smallserial"}
+_SMALL = {
+    "int2": "smallint",
+    "int4": "integer",
+    "serial": "serial",
+    "serial2": "smallserial",
+    "serial4": "serial",
+    "smallserial": "smallserial",
+}
 
 
 def _key_columns(stmt: Statement, table: ast.CreateStmt) -> Iterator[ast.ColumnDef]:

@@ -32,8 +32,10 @@ GOOD = [
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
     for stmt, column in ctx.script.find(ast.ColumnDef):
-        retyped = any(cmd.def_ is column and cmd.subtype == AlterTableType.AT_AlterColumnType
-                      for cmd in stmt.find(ast.AlterTableCmd))
+        retyped = any(
+            cmd.def_ is column and cmd.subtype == AlterTableType.AT_AlterColumnType
+            for cmd in stmt.find(ast.AlterTableCmd)
+        )
         limited = column.typeName is not None and bool(column.typeName.typmods)
         if type_name(column) == "varchar" and limited and not retyped:
             yield Finding(

@@ -30,8 +30,11 @@ GOOD = [
 def check(ctx: RuleContext) -> Iterator[Finding]:
     pattern = ctx.options["pattern"]
     names = [(stmt, Named(column.colname, column)) for stmt, column in ctx.script.find(ast.ColumnDef)]
-    renames = [(stmt, Named(rename.newname, rename.relation)) for stmt, rename in ctx.script.top(ast.RenameStmt)
-               if rename.renameType == ObjectType.OBJECT_COLUMN]
+    renames = [
+        (stmt, Named(rename.newname, rename.relation))
+        for stmt, rename in ctx.script.top(ast.RenameStmt)
+        if rename.renameType == ObjectType.OBJECT_COLUMN
+    ]
     if renames:  # in statement order with the definitions
         names = sorted(names + renames, key=lambda pair: pair[0].ordinal)
     yield from misnamed("column", names, pattern)

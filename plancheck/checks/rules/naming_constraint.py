@@ -62,8 +62,15 @@ def _named(ctx: RuleContext, constraint: ast.Constraint, table: str | None, colu
     option = _TEMPLATES.get(constraint.contype) if constraint.contype is not None else None
     if option is None or constraint.indexname is not None:  # USING INDEX: the columns are the index's
         return Named(constraint.conname, constraint)
-    return Named(constraint.conname, constraint, ctx.options[option], table, _columns(constraint, column),
-                 relation_name(constraint.pktable) or "", _names(constraint.pk_attrs))
+    return Named(
+        constraint.conname,
+        constraint,
+        ctx.options[option],
+        table,
+        _columns(constraint, column),
+        relation_name(constraint.pktable) or "",
+        _names(constraint.pk_attrs),
+    )
 
 
 def _constraint_names(ctx: RuleContext, stmt: Statement) -> Iterator[Named]:
@@ -72,8 +79,9 @@ def _constraint_names(ctx: RuleContext, stmt: Statement) -> Iterator[Named]:
             yield Named(stmt.node.newname, stmt.node.relation)
         return
     table = relation_name(getattr(stmt.node, "relation", None))
-    owners = {id(constraint): column.colname for column in stmt.find(ast.ColumnDef)
-              for constraint in constraints(column)}
+    owners = {
+        id(constraint): column.colname for column in stmt.find(ast.ColumnDef) for constraint in constraints(column)
+    }
     for constraint in stmt.find(ast.Constraint):
         if constraint.conname is not None:
             yield _named(ctx, constraint, table, owners.get(id(constraint)))
@@ -83,8 +91,11 @@ def check(ctx: RuleContext) -> Iterator[Finding]:
     """Only statements that name a constraint are read (most constraints are left unnamed)."""
     naming = {stmt.ordinal: stmt for stmt, constraint in ctx.script.find(ast.Constraint) if constraint.conname}
     naming |= {stmt.ordinal: stmt for stmt, _ in ctx.script.top(ast.RenameStmt)}
-    statements = [naming[ordinal] for ordinal in sorted(naming)
-                  if isinstance(naming[ordinal].node, (ast.CreateStmt, ast.AlterTableStmt, ast.RenameStmt))]
+    statements = [
+        naming[ordinal]
+        for ordinal in sorted(naming)
+        if isinstance(naming[ordinal].node, (ast.CreateStmt, ast.AlterTableStmt, ast.RenameStmt))
+    ]
     names = ((stmt, name) for stmt in statements for name in _constraint_names(ctx, stmt))
     yield from misnamed("constraint", names, ctx.options["pattern"])
 

@@ -46,8 +46,11 @@ def _index_names(node: ast.Node, template: str, unique_template: str) -> list[Na
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
     template, unique_template = ctx.options["template"], ctx.options["unique_template"]
-    names = ((stmt, named) for stmt, node in ctx.script.top_of(ast.IndexStmt, ast.RenameStmt)
-             for named in _index_names(node, template, unique_template))
+    names = (
+        (stmt, named)
+        for stmt, node in ctx.script.top_of(ast.IndexStmt, ast.RenameStmt)
+        for named in _index_names(node, template, unique_template)
+    )
     yield from misnamed("index", names, ctx.options["pattern"])
 
 

@@ -365,8 +365,17 @@ def first_token(text: str, index: int) -> int:
             return index
 
 
-_CREATING = frozenset({ast.CreateStmt, ast.CreateTableAsStmt, ast.SelectStmt, ast.ViewStmt, ast.CreateSeqStmt,
-                       ast.IndexStmt, ast.RenameStmt})  # the statements _created_relations reads
+_CREATING = frozenset(
+    {
+        ast.CreateStmt,
+        ast.CreateTableAsStmt,
+        ast.SelectStmt,
+        ast.ViewStmt,
+        ast.CreateSeqStmt,
+        ast.IndexStmt,
+        ast.RenameStmt,
+    }
+)  # the statements _created_relations reads
 
 
 def _created_relations(node: ast.Node, script: Script, stmt: Statement) -> Iterator[str]:
@@ -386,9 +395,13 @@ def _created_relations(node: ast.Node, script: Script, stmt: Statement) -> Itera
         yield relation_key(node.sequence)
     elif isinstance(node, ast.IndexStmt) and node.idxname and node.relation is not None:
         yield key(node.relation.schemaname, node.idxname)
-    elif isinstance(node, ast.RenameStmt) and node.relation and node.subname is None:
-        if script.is_new(relation_key(node.relation), stmt):
-            yield key(node.relation.schemaname, node.newname)
+    elif (
+        isinstance(node, ast.RenameStmt)
+        and node.relation
+        and node.subname is None
+        and script.is_new(relation_key(node.relation), stmt)
+    ):
+        yield key(node.relation.schemaname, node.newname)
 
 
 # --- AST helpers shared by the rules ---------------------------------------------------------

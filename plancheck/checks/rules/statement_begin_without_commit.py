@@ -30,8 +30,11 @@ GOOD = [
 def check(ctx: RuleContext) -> Iterator[Finding]:
     if not ctx.script.ends_in_transaction:
         return
-    begins = [stmt for stmt, node in ctx.script.top(ast.TransactionStmt)
-              if opens_transaction(node) and not stmt.in_transaction]
+    begins = [
+        stmt
+        for stmt, node in ctx.script.top(ast.TransactionStmt)
+        if opens_transaction(node) and not stmt.in_transaction
+    ]
     if begins:
         yield Finding(
             "This BEGIN is never closed: no COMMIT, ROLLBACK or END follows before the script ends. A client "

@@ -32,8 +32,12 @@ _WITH_BEHAVIOR = (ast.DropStmt, ast.TruncateStmt, ast.AlterTableCmd, ast.AlterDo
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
-    cascading = {stmt.ordinal: stmt for kind in _WITH_BEHAVIOR for stmt, node in ctx.script.find(kind)
-                 if getattr(node, "behavior", None) == DropBehavior.DROP_CASCADE}
+    cascading = {
+        stmt.ordinal: stmt
+        for kind in _WITH_BEHAVIOR
+        for stmt, node in ctx.script.find(kind)
+        if getattr(node, "behavior", None) == DropBehavior.DROP_CASCADE
+    }
     for stmt in (cascading[ordinal] for ordinal in sorted(cascading)):
         yield Finding(
             "CASCADE also drops or empties every object that depends on the target - views, foreign keys, "

@@ -43,8 +43,18 @@ GOOD = [
 ]
 
 # The statements _locked_tables looks at.
-_LOCKING = frozenset({ast.AlterTableStmt, ast.IndexStmt, ast.DropStmt, ast.TruncateStmt, ast.LockStmt,
-                      ast.RenameStmt, ast.CreateTrigStmt, ast.CreateStmt})
+_LOCKING = frozenset(
+    {
+        ast.AlterTableStmt,
+        ast.IndexStmt,
+        ast.DropStmt,
+        ast.TruncateStmt,
+        ast.LockStmt,
+        ast.RenameStmt,
+        ast.CreateTrigStmt,
+        ast.CreateStmt,
+    }
+)
 _RELATIONS = {ObjectType.OBJECT_TABLE, ObjectType.OBJECT_INDEX, ObjectType.OBJECT_VIEW, ObjectType.OBJECT_MATVIEW}
 
 

@@ -32,15 +32,19 @@ GOOD = [
 def check(ctx: RuleContext) -> Iterator[Finding]:
     for stmt, table, cmd in ctx.script.existing_alters:
         partition = cmd.def_
-        if cmd.subtype == AlterTableType.AT_DetachPartition and isinstance(partition, ast.PartitionCmd):
-            if not partition.concurrent and partition.name is not None:
-                yield Finding(
-                    f'DETACH PARTITION "{relation_key(partition.name)}" without CONCURRENTLY takes an ACCESS '
-                    f'EXCLUSIVE lock on "{table}": every query on any of its partitions waits behind it, and it '
-                    "waits behind every running query first. Use DETACH PARTITION ... CONCURRENTLY (PostgreSQL "
-                    "14+, outside a transaction block), which only takes a SHARE UPDATE EXCLUSIVE lock.",
-                    stmt.at(partition.name),
-                )
+        if (
+            cmd.subtype == AlterTableType.AT_DetachPartition
+            and isinstance(partition, ast.PartitionCmd)
+            and not partition.concurrent
+            and partition.name is not None
+        ):
+            yield Finding(
+                f'DETACH PARTITION "{relation_key(partition.name)}" without CONCURRENTLY takes an ACCESS '
+                f'EXCLUSIVE lock on "{table}": every query on any of its partitions waits behind it, and it '
+                "waits behind every running query first. Use DETACH PARTITION ... CONCURRENTLY (PostgreSQL "
+                "14+, outside a transaction block), which only takes a SHARE UPDATE EXCLUSIVE lock.",
+                stmt.at(partition.name),
+            )
 
 
 RULE = Rule("table.detach-partition-concurrently", 606, Level.WARNING, __doc__, check, BAD, GOOD)

@@ -39,9 +39,7 @@ def _has_primary_key(stmt: Statement) -> bool:
 def _keyed_later(script: Script) -> set[str]:
     """Tables that get a primary key from an ALTER TABLE in the script."""
     return {
-        table
-        for stmt, _ in script.top(ast.AlterTableStmt)
-        if (table := altered_table(stmt)) and _has_primary_key(stmt)
+        table for stmt, _ in script.top(ast.AlterTableStmt) if (table := altered_table(stmt)) and _has_primary_key(stmt)
     }
 
 

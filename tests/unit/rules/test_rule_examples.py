@@ -58,8 +58,10 @@ def snapshot_text() -> str:
         for kind, examples in (("bad", rule.bad), ("good", rule.good)):
             for i, sql in enumerate(examples):
                 lines_of = parse_script(sql).lines
-                found = [f"{rule.code}@{line}:{column}" for line, column in
-                         (lines_of(finding.index) for finding in findings(rule, sql))]
+                found = [
+                    f"{rule.code}@{line}:{column}"
+                    for line, column in (lines_of(finding.index) for finding in findings(rule, sql))
+                ]
                 lines.append(f"{rule.name} {kind}[{i}]: {' '.join(found) or '-'}")
     return "\n".join(lines) + "\n"
 

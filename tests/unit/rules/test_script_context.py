@@ -126,9 +126,7 @@ def test_positions_are_characters_after_non_ascii_text() -> None:
 
 def test_non_ascii_identifiers_keep_their_exact_names() -> None:
     sql = (
-        'CREATE TABLE "Größe" (id bigint PRIMARY KEY);\n'
-        'CREATE INDEX idx_größe ON "Größe" (id);\n'
-        'SELECT * FROM "Größe";'
+        'CREATE TABLE "Größe" (id bigint PRIMARY KEY);\nCREATE INDEX idx_größe ON "Größe" (id);\nSELECT * FROM "Größe";'
     )
     assert rule_findings("index.create-concurrently", sql) == []
     rule = RULES_BY_NAME["naming.table"]
@@ -187,7 +185,7 @@ def test_syntax_error_position_and_message(sql: str, position: tuple[int, int], 
 
 
 def test_lexer_finds_identifiers_outside_literals_and_comments() -> None:
-    text = "SELECT \"a\"\"b\", E'it\\'s x', $tag$ y $ $tag$, abc$d -- zz\n/* q */ U&\"w\""
+    text = 'SELECT "a""b", E\'it\\\'s x\', $tag$ y $ $tag$, abc$d -- zz\n/* q */ U&"w"'
     assert [name for name, _ in lexer.identifiers(text)] == ["SELECT", 'a"b', "abc$d", "w"]
     assert lexer.mask_literals("SELECT 'é' AS é -- ü") == "SELECT 'x' AS é -- x"
 
