@@ -18,7 +18,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`: import from the repository root, not from bench/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-BENCHMARKS = ["overhead", "latency", "history", "fanout", "review", "memory", "profile", "capacity"]
+BENCHMARKS = ["overhead", "latency", "history", "fanout", "review", "memory", "profile", "capacity", "startup"]
 MODULES = {"profile": "runprofile"}  # bench/profile.py would shadow the standard library's profile
 
 

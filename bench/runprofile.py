@@ -40,7 +40,7 @@ _PIECES = [
     ("  load_work (plan, project, databases, sheet)", "plancheck/domain/targets.py", "load_work"),
     ("  runs.set_targets_total", "plancheck/store/runs.py", "set_targets_total"),
     ("  Lease enter + exit (heartbeat thread)", "plancheck/scheduler/lease.py", "__enter__|__exit__"),
-    ("  check_target (target session + checks)", "plancheck/checks/__init__.py", "check_target"),
+    ("  check_target (target session + checks)", "plancheck/checks/check.py", "check_target"),
     ("    psycopg.connect to the target", "plancheck/checks/session.py", "_connect"),
     ("    idle connection taken (+ liveness SELECT)", "plancheck/checks/session.py", "_take_alive"),
     ("    read-only proof", "plancheck/checks/session.py", "verify_read_only"),

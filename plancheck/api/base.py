@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
-import kombu
 from sqlalchemy import Engine
 
 from plancheck.core.settings import Settings, load_settings
 from plancheck.store import db
+
+if TYPE_CHECKING:
+    import kombu
 
 log = logging.getLogger(__name__)
 

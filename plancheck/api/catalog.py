@@ -11,7 +11,7 @@ from plancheck.api.base import ApiBase
 from plancheck.checks.groups import InvalidExpression, compile_expression
 from plancheck.checks.instance import list_databases, resolve_url, validate_url
 from plancheck.checks.project_settings import validate_project_settings
-from plancheck.checks.session import TargetError
+from plancheck.checks.target import TargetError
 from plancheck.core.errors import InvalidInput
 from plancheck.domain.targets import group_members
 from plancheck.store import catalog, listing

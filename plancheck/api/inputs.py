@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from plancheck.checks.groups import MAX_LABELS
+from plancheck.checks.limits import MAX_LABELS
 from plancheck.core.errors import MAX_ID, InvalidInput
 
 MAX_NAME = 63

@@ -12,15 +12,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from plancheck.api.inputs import decode_sql
 from plancheck.api.plans import Checks
 from plancheck.core.errors import Conflict, Forbidden, InvalidInput, NotFound, PlancheckError, Unauthorized
 from plancheck.core.settings import SettingsError, load_settings
+
+if TYPE_CHECKING:
+    import httpx
 
 API_URL_VARIABLE = "PLANCHECK_API_URL"
 TOKEN_VARIABLE = "PLANCHECK_TOKEN"
@@ -53,6 +54,8 @@ def from_environment(env: Mapping[str, str] | None = None) -> HttpClient | None:
 
 class HttpClient:
     def __init__(self, url: str, token: str, timeout: float = REQUEST_TIMEOUT) -> None:
+        import httpx  # here: a CLI that talks to the database never loads it
+
         self.url = url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.url,
@@ -111,6 +114,8 @@ class HttpClient:
         ]
 
     def _request(self, method: str, path: str, **options: Any) -> httpx.Response:
+        import httpx
+
         try:
             response = self._http.request(method, path, **options)
         except httpx.TransportError as exc:

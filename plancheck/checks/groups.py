@@ -20,14 +20,18 @@ Decisions:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import celpy
 from celpy import celtypes
 from celpy.evaluation import base_functions
 from lark import Tree
+
+from plancheck.checks.limits import MAX_LABELS
+from plancheck.checks.resource import DatabaseResource
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +41,11 @@ FIELDS = ("database_name", "environment_id", "instance_id", "labels")
 _BINDING_MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 _FUNCTIONS = frozenset(name for name in base_functions if name[:1].isalpha()) | _BINDING_MACROS | {"has"}
 _TYPE_NAMES = frozenset(name for name, value in base_functions.items() if isinstance(value, type))
-_ENVIRONMENT = celpy.Environment()
 
 MAX_EXPRESSION_LENGTH = 2_000
 MAX_NESTING = 12  # sub-expressions inside sub-expressions (parentheses, arguments, list items)
 MAX_LITERAL_ITEMS = 100  # elements of one list or map literal
 MAX_STRING_LITERAL = 256
-MAX_LABELS = 64  # labels per database: what a macro over resource.labels may iterate
 MAX_COST = 5_000  # syntax-tree nodes one evaluation may visit (about 25 ms)
 MEMBERSHIP_BUDGET = 2_000_000  # nodes all evaluations of one membership may visit (about 10 s)
 _COLLECTION_LITERALS = {"list_lit": "list", "map_lit": "map"}
@@ -51,20 +53,6 @@ _COLLECTION_LITERALS = {"list_lit": "list", "map_lit": "map"}
 
 class InvalidExpression(ValueError):
     """A group expression that cannot select databases: syntax error, unknown name, not boolean."""
-
-
-@dataclass(frozen=True)
-class DatabaseResource:
-    """What a group expression sees of a database."""
-
-    instance_id: str
-    database_name: str
-    environment_id: str
-    labels: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
-
-    @property
-    def name(self) -> str:
-        return f"{self.instance_id}/{self.database_name}"
 
 
 @dataclass(frozen=True)
@@ -78,6 +66,12 @@ class CompiledExpression:
         return estimate_cost(self.tree, labels)
 
 
+@cache
+def _environment() -> celpy.Environment:
+    """CEL's environment, built on first use (its grammar takes a tenth of a second to build)."""
+    return celpy.Environment()
+
+
 def compile_expression(expression: str) -> CompiledExpression:
     """Parse and validate a group expression; raises InvalidExpression with a message for people.
 
@@ -88,7 +82,7 @@ def compile_expression(expression: str) -> CompiledExpression:
             f"group expression is {len(expression):,} characters; at most {MAX_EXPRESSION_LENGTH:,} are allowed"
         )
     try:
-        tree = _ENVIRONMENT.compile(expression)
+        tree = _environment().compile(expression)
     except celpy.CELParseError as error:
         raise InvalidExpression(f"syntax error in group expression:\n{str(error).rstrip()}") from None
     _check_sizes(tree)
@@ -100,7 +94,7 @@ def compile_expression(expression: str) -> CompiledExpression:
             f"nodes, at most {MAX_COST:,} are allowed (nested macros over large lists "
             "multiply); simplify it"
         )
-    compiled = CompiledExpression(expression, _ENVIRONMENT.program(tree), tree)
+    compiled = CompiledExpression(expression, _environment().program(tree), tree)
     _check_boolean(compiled)
     return compiled
 

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from plancheck.checks.session import TargetError
+from plancheck.checks.target import TargetError
 from plancheck.core.conninfo import InvalidURL, connection_params
 from plancheck.core.redact import error_line, url_secrets
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MIB = 1024 * 1024
+MAX_LABELS = 64  # labels per database: what a group expression's macro over resource.labels may iterate
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from psycopg.pq import TransactionStatus
 
 from plancheck.checks.estimate import Estimate, read_plan
 from plancheck.checks.limits import DEFAULT_LIMITS, CheckLimits
-from plancheck.checks.target import Target
+from plancheck.checks.target import Target, TargetError
 from plancheck.core.conninfo import InvalidURL, connection_params
 from plancheck.core.redact import error_line, url_secrets
 
@@ -80,14 +80,6 @@ FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespa
 WHERE p.proname = %s
   AND CASE WHEN %s::text IS NULL THEN pg_catalog.pg_function_is_visible(p.oid) ELSE n.nspname = %s END
 """
-
-
-class TargetError(Exception):
-    """The target could not be checked; `title` names the kind of trouble, the message is redacted."""
-
-    def __init__(self, message: str, title: str = "Target error") -> None:
-        super().__init__(message)
-        self.title = title
 
 
 def libpq_url(url: str) -> str:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from plancheck.checks.groups import DatabaseResource, InvalidExpression, compile_expression, select_members
+from plancheck.checks.resource import DatabaseResource
 
 MAX_TARGETS = 10_000
 MAX_NAMES_IN_MESSAGE = 5
@@ -110,6 +110,8 @@ def _validate_spec(number: int, spec: Any) -> None:
 def _group_members(
     key: str, groups: Mapping[str, str], databases: Iterable[DatabaseResource], sampling_size: int | None
 ) -> list[DatabaseResource]:
+    from plancheck.checks.groups import InvalidExpression, compile_expression, select_members
+
     if key not in groups:
         raise InvalidPlan(f"unknown database group {key!r}")
     try:

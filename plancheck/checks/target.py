@@ -1,4 +1,5 @@
-"""A target database of a plan: who it is, and how to reach it (the URL never leaves this object)."""
+"""A target database of a plan: who it is, how to reach it (the URL never leaves this object), and the
+error for a target that cannot be checked."""
 
 from __future__ import annotations
 
@@ -24,3 +25,11 @@ class Target:
     @property
     def name(self) -> str:
         return f"{self.instance_key}/{self.database_name}"
+
+
+class TargetError(Exception):
+    """The target could not be checked; `title` names the kind of trouble, the message is redacted."""
+
+    def __init__(self, message: str, title: str = "Target error") -> None:
+        super().__init__(message)
+        self.title = title

@@ -14,6 +14,7 @@ from plancheck.cli import render
 
 if TYPE_CHECKING:
     from plancheck.api import Plancheck
+    from plancheck.api.plans import PlansApi
     from plancheck.api.remote import HttpClient
 
 # Exit code of a command that could not run: bad usage, bad input, unknown id, unreachable database.
@@ -46,12 +47,13 @@ def api() -> Plancheck:
     return Plancheck()
 
 
-def plans_api() -> Plancheck | HttpClient:
+def plans_api() -> PlansApi | HttpClient:
     """For the plan verbs: the HTTP API when PLANCHECK_API_URL and PLANCHECK_TOKEN are set (no database
-    URL needed), else the Python API."""
+    URL needed), else the Python API's plans part alone (a CI job's `plan checks` loads no more)."""
+    from plancheck.api.plans import PlansApi
     from plancheck.api.remote import from_environment
 
-    return from_environment() or api()
+    return from_environment() or PlansApi()
 
 
 def fail(message: str) -> NoReturn:

@@ -5,16 +5,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 
 from plancheck.cli.common import EXIT_USAGE, JsonOption, emit, stderr
 from plancheck.cli.render import plain, safe
-from plancheck.core.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from plancheck.core.settings import Settings
 
 
 def _settings() -> Settings:
     """Settings from the environment; a bad one is a one-line error and exit 3, as in the main CLI."""
+    from plancheck.core.settings import SettingsError, load_settings  # pydantic: only when a command runs
+
     try:
         return load_settings()
     except SettingsError as exc:

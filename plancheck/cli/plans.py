@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated
 
@@ -69,6 +68,8 @@ def plan_checks(
     if json_output or output_format is OutputFormat.json:
         render.print_json(stdout, checks.to_json())
     elif machine:
+        from importlib.metadata import version
+
         from plancheck.cli import formats
 
         located = [formats.Located(result, sql_path) for result in checks.results]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -49,6 +48,8 @@ def review_files(
 ) -> None:
     """Review SQL files with the rules alone (no cluster, no database). Exit 0: clean or warnings only;
     1: ERROR findings; 3: bad input."""
+    from importlib.metadata import version
+
     from plancheck.checks.advise import batch, review  # here, not at the top: other commands start without them
     from plancheck.cli import formats
     from plancheck.core.settings import load_settings

@@ -18,9 +18,6 @@ import re
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import quote, quote_plus, unquote
 
-from psycopg import ProgrammingError
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
@@ -81,6 +78,8 @@ def connection_params(url: str) -> dict[str, str]:
 
 def conninfo(url: str, **overrides: str | int) -> str:
     """A libpq connection string (key=value, quoted by psycopg) for `url`, with `overrides` applied."""
+    from psycopg.conninfo import make_conninfo  # psycopg is imported where a connection is made, not by the CLI
+
     return make_conninfo(**{**connection_params(url), **{key: str(value) for key, value in overrides.items()}})
 
 
@@ -142,6 +141,9 @@ def mask_keyword_passwords(text: str) -> str:
 def _keyword_params(text: str) -> dict[str, str]:
     if "=" not in text:
         raise InvalidURL(f"must look like {_EXAMPLE}")
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
         params = conninfo_to_dict(text)
     except ProgrammingError:

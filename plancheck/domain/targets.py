@@ -11,19 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row
 
-from plancheck.checks import ReviewConfig
-from plancheck.checks.groups import DatabaseResource, compile_expression, select_members
 from plancheck.checks.instance import resolve_url
 from plancheck.checks.limits import CheckLimits
+from plancheck.checks.resource import DatabaseResource
 from plancheck.checks.specs import InvalidPlan, derive_targets
 from plancheck.checks.target import Target
 from plancheck.core.settings import Settings
 from plancheck.core.states import RunStatus
 from plancheck.store import catalog
+
+if TYPE_CHECKING:
+    from plancheck.checks.advise import ReviewConfig
 
 
 class RunAbort(Exception):
@@ -88,6 +90,8 @@ def project_databases(conn: Connection, project_id: int, names: Sequence[str] | 
 
 def group_members(conn: Connection, project: Row[Any], expression: str) -> list[Row[Any]]:
     """The project's databases the group expression matches now, limited by `ci_sampling_size`."""
+    from plancheck.checks.groups import compile_expression, select_members  # CEL: only where a group is used
+
     rows = project_databases(conn, project.id)
     members = select_members(
         compile_expression(expression), [resource(row) for row in rows.values()], _sampling(project)
@@ -109,6 +113,8 @@ def _checkable_plan(conn: Connection, plan_id: int) -> Row[Any]:
 
 
 def _review_config(plan: Row[Any]) -> ReviewConfig:
+    from plancheck.checks.advise import ReviewConfig  # the rules: for the worker, not for reading runs
+
     try:
         return ReviewConfig.from_project_settings(plan.settings)
     except ValueError as exc:

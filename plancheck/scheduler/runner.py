@@ -19,7 +19,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from plancheck.checks import CheckLimits, CheckStopped, ReviewConfig, check_target
+from plancheck.checks.advise import ReviewConfig
+from plancheck.checks.check import CheckStopped, check_target
+from plancheck.checks.limits import CheckLimits
 from plancheck.checks.result import CheckResult, CheckType, Status
 from plancheck.core.logs import state_change
 from plancheck.core.redact import redact_urls

@@ -5,17 +5,16 @@ from __future__ import annotations
 import os
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine
 
 from plancheck.core.conninfo import engine_url
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 def create_metadata_engine(url: str, **options: Any) -> Engine:
@@ -38,27 +37,43 @@ def engine_for(url: str) -> Engine:
     return _engine(url, os.getpid())
 
 
+def migrations_dir() -> Path:
+    """The Alembic migrations: the repository's top-level alembic/, which a wheel ships as
+    plancheck/migrations (pyproject.toml), so an installed plancheck migrates from any directory."""
+    for candidate in (PACKAGE_DIR / "migrations", PACKAGE_DIR.parent / "alembic"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise RuntimeError(f"plancheck's migrations are missing from {PACKAGE_DIR}: reinstall plancheck")
+
+
 def alembic_config(url: str) -> Config:
-    ini = REPO_ROOT / "alembic.ini"
-    if not ini.exists():
-        raise RuntimeError(
-            f"alembic.ini not found at {ini}: install plancheck from a source checkout (pip install -e .)"
-        )
-    config = Config(str(ini))
+    """Alembic's configuration for `url`, built in code: alembic.ini is for `alembic` run in a checkout.
+    Alembic is imported here, not with the module: reading runs needs no migration tooling."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("path_separator", "os")
     config.attributes["database_url"] = url
     config.attributes["skip_logging_config"] = True
     return config
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    from alembic import command
+
     command.upgrade(alembic_config(url), revision)
 
 
 def current_revision(url: str, engine: Engine | None = None) -> str | None:
     """The schema revision of the metadata database (through `engine` if given, e.g. one with timeouts)."""
+    from alembic.runtime.migration import MigrationContext
+
     with (engine or engine_for(url)).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def head_revision(url: str) -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config(url)).get_current_head()

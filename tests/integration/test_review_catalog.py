@@ -8,9 +8,11 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from plancheck.checks import ReviewConfig, Target, check_target
+from plancheck.checks.advise import ReviewConfig
+from plancheck.checks.check import check_target
 from plancheck.checks.result import CheckType
 from plancheck.checks.session import libpq_url, open_target_session
+from plancheck.checks.target import Target
 
 ADD_COLUMN = "SET lock_timeout = '1s';\nALTER TABLE orders ADD COLUMN code text DEFAULT {call};\n"
 

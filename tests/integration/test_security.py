@@ -24,9 +24,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from plancheck.api import Plancheck
-from plancheck.checks import ReviewConfig, Target, TargetError, check_target
+from plancheck.checks.advise import ReviewConfig
+from plancheck.checks.check import check_target
 from plancheck.checks.instance import list_databases, resolve_url
 from plancheck.checks.result import Status
+from plancheck.checks.target import Target, TargetError
 from plancheck.core.conninfo import connection_params, conninfo
 from plancheck.core.errors import InvalidInput
 from plancheck.devtools.embedded import free_port

@@ -13,11 +13,14 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from plancheck.checks import CheckStopped, ReviewConfig, Target, TargetError, check_target, estimate
+from plancheck.checks import estimate
+from plancheck.checks.advise import ReviewConfig
+from plancheck.checks.check import CheckStopped, check_target
 from plancheck.checks.limits import CheckLimits
 from plancheck.checks.result import CheckResult, CheckType, Status
 from plancheck.checks.session import TargetSession, libpq_url, open_target_session
 from plancheck.checks.summary import summarize
+from plancheck.checks.target import Target, TargetError
 from plancheck.devtools.embedded import free_port
 from plancheck.domain.risk import assess
 

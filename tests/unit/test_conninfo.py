@@ -8,8 +8,8 @@ from urllib.parse import quote
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from plancheck.checks import TargetError
 from plancheck.checks.instance import resolve_url, validate_url
+from plancheck.checks.target import TargetError
 from plancheck.core.conninfo import InvalidURL, connection_params, conninfo, display_url, engine_url, password_forms
 from plancheck.core.redact import MASK, error_line, redact, url_secrets
 from plancheck.core.settings import SettingsError, load_settings

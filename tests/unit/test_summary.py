@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plancheck.checks import _run_checks
 from plancheck.checks.advise import ReviewConfig, Unreviewable, parse, review
+from plancheck.checks.check import _run_checks
 from plancheck.checks.estimate import Estimate
 from plancheck.checks.limits import DEFAULT_LIMITS
 from plancheck.checks.result import CheckResult, Status
