@@ -238,14 +238,18 @@ def test_the_api_is_published_on_loopback_only_and_checks_its_health(services: d
     )
 
 
-def test_migrate_runs_alembic_to_the_single_head(services: dict[str, Any]) -> None:
+def test_migrate_runs_the_migrations_to_the_single_head(services: dict[str, Any]) -> None:
+    """The image has no alembic.ini: its migration step is `plancheck db upgrade`, which finds the
+    migrations through the package; `alembic upgrade head` in a checkout reads the same ones."""
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    assert command(services["migrate"]) == ["alembic", "upgrade", "head"]
-    ini = REPO_ROOT / "alembic.ini"
-    assert ini.exists()
-    assert len(ScriptDirectory.from_config(Config(str(ini))).get_heads()) == 1
+    from plancheck.store.db import alembic_config
+
+    assert command(services["migrate"]) == ["plancheck", "db", "upgrade"]
+    packaged = ScriptDirectory.from_config(alembic_config("postgresql://unused@localhost/x")).get_heads()
+    checkout = ScriptDirectory.from_config(Config(str(REPO_ROOT / "alembic.ini"))).get_heads()
+    assert len(packaged) == 1 and packaged == checkout
 
 
 def test_environment_is_only_what_plancheck_reads(services: dict[str, Any]) -> None:
@@ -285,14 +289,19 @@ def test_beats_record_heartbeats() -> None:
     assert celeryconfig.beat_scheduler == "plancheck.scheduler.beat:Scheduler"
 
 
-def test_dockerfile_builds_the_source_checkout() -> None:
+def test_dockerfile_installs_the_wheel() -> None:
+    """The image is built as users install plancheck: a wheel, no source tree, no editable install."""
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
     instructions = [line.split(None, 1) for line in dockerfile.splitlines() if line and not line[0].isspace()]
     keywords = [(parts[0], parts[1] if len(parts) > 1 else "") for parts in instructions if parts[0].isupper()]
-    assert ("FROM", "python:3.11-slim") in keywords
-    assert ("WORKDIR", "/app") in keywords
-    assert "pip install -e ." in dockerfile
-    user = [value for keyword, value in keywords if keyword == "USER"]
+    stages = [value for keyword, value in keywords if keyword == "FROM"]
+    assert stages == ["python:3.11-slim AS build", "python:3.11-slim"]
+    final = keywords[[keyword for keyword, _ in keywords].index("FROM", 1) :]
+    assert ("RUN", "pip wheel --no-deps --wheel-dir /wheels .") in keywords
+    assert ("RUN", "pip install /wheels/*.whl && rm -r /wheels") in final
+    assert not [value for keyword, value in final if keyword == "COPY" and "--from=build" not in value]
+    assert "-e ." not in dockerfile
+    user = [value for keyword, value in final if keyword == "USER"]
     assert user and user[-1] not in ("root", "0")
 
 
