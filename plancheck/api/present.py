@@ -14,8 +14,10 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
+from plancheck.checks.result import Status
+
 SUMMARY_TYPE = "STATEMENT_SUMMARY_REPORT"
-LEVELS = ("ERROR", "WARNING", "SUCCESS")
+LEVELS: tuple[str, ...] = (Status.ERROR, Status.WARNING, Status.SUCCESS)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from plancheck.cli import render
 from plancheck.cli.common import JsonOption, api, emit, plans_api, read_bytes, stderr, stdout
 from plancheck.cli.review import FormatOption, OutputFormat
 from plancheck.core.errors import MAX_ID
+from plancheck.core.states import RunStatus
 
 plan_app = typer.Typer(
     help="Plans: submit SQL for target databases and read its checks. With PLANCHECK_API_URL and "
@@ -92,7 +93,7 @@ def plan_checks(
 def plan_rerun(plan_id: PlanId, json_output: JsonOption = False) -> None:
     """Run a plan's checks again (results of a run still in progress are discarded)."""
     plans_api().rerun(plan_id)
-    emit(json_output, {"plan_id": plan_id, "status": "AVAILABLE"}, f"plan {plan_id}: checks queued again")
+    emit(json_output, {"plan_id": plan_id, "status": RunStatus.AVAILABLE}, f"plan {plan_id}: checks queued again")
 
 
 @plan_app.command("cancel")

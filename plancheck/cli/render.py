@@ -25,12 +25,13 @@ from plancheck.api.present import (
     position_text,
     summary_text,
 )
+from plancheck.checks.result import Status
 from plancheck.core.states import RunStatus
 
 if TYPE_CHECKING:
     from plancheck.api import Checks
 
-LEVEL_STYLE = {"ERROR": "bold red", "WARNING": "yellow", "SUCCESS": "green"}
+LEVEL_STYLE: dict[str, str] = {Status.ERROR: "bold red", Status.WARNING: "yellow", Status.SUCCESS: "green"}
 STATUS_STYLE = {
     RunStatus.DONE: "green",
     RunStatus.FAILED: "bold red",

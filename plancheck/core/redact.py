@@ -10,7 +10,7 @@ import re
 
 from plancheck.core.conninfo import MASK, mask_keyword_passwords, secrets_of
 
-__all__ = ["MASK", "error_line", "redact", "redact_urls", "url_secrets"]
+__all__ = ["MASK", "error_line", "named_error_line", "redact", "redact_urls", "url_secrets"]
 
 # scheme://user:PASSWORD@ — the password runs to the last @ of the URL, which may hold unencoded @.
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>\S*)(?=@)", re.IGNORECASE)
@@ -41,3 +41,10 @@ def error_line(error: BaseException, *secrets: str) -> str:
         error = orig
     lines = str(error).strip().splitlines()
     return redact(lines[0] if lines else type(error).__name__, *secrets)
+
+
+def named_error_line(error: BaseException, *secrets: str) -> str:
+    """`Type: first line`, redacted, for stored reasons and logs where the error's kind matters."""
+    orig = getattr(error, "orig", None)
+    named = orig if isinstance(orig, BaseException) else error
+    return f"{type(named).__name__}: {error_line(error, *secrets)}"

@@ -21,6 +21,7 @@ BROKER_SCHEMES = (*REDIS_SCHEMES, "amqp://", "amqps://", "pyamqp://")
 MAX_URL_LENGTH = 4096
 DAY = 86_400.0
 MIB = 1024 * 1024
+MIN_SECRET_CHARS = 32
 
 
 class SettingsError(ValueError):
@@ -68,6 +69,8 @@ class Settings(BaseModel):
     target_idle_seconds: float = _env("PLANCHECK_TARGET_IDLE_SECONDS", 30.0, ge=0, le=3600)
     max_sql_bytes: int = _env("PLANCHECK_MAX_SQL_BYTES", 16 * MIB, ge=1024, le=256 * MIB)
     review_max_bytes: int = _env("PLANCHECK_REVIEW_MAX_BYTES", 2 * MIB, ge=1024, le=64 * MIB)
+    api_secret: str = _env("PLANCHECK_API_SECRET", "", max_length=MAX_URL_LENGTH, repr=False)
+    session_seconds: int = _env("PLANCHECK_SESSION_SECONDS", 8 * 3600, ge=60, le=30 * 86_400)
 
     @field_validator("database_url")
     @classmethod
@@ -85,6 +88,13 @@ class Settings(BaseModel):
         if not url.startswith(BROKER_SCHEMES):
             raise ValueError("must be a Redis or RabbitMQ URL (" + ", ".join(BROKER_SCHEMES) + ")")
         return url
+
+    @field_validator("api_secret")
+    @classmethod
+    def _long_secret(cls, secret: str) -> str:
+        if secret and len(secret) < MIN_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters")
+        return secret
 
     @model_validator(mode="after")
     def _review_within_sql(self) -> Settings:
@@ -105,7 +115,7 @@ class Settings(BaseModel):
         return self
 
 
-_SECRET_VARIABLES = frozenset({"PLANCHECK_DATABASE_URL", "PLANCHECK_BROKER_URL"})
+_SECRET_VARIABLES = frozenset({"PLANCHECK_DATABASE_URL", "PLANCHECK_BROKER_URL", "PLANCHECK_API_SECRET"})
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

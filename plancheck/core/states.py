@@ -65,6 +65,12 @@ class ApprovalStatus(StrEnum):
     REJECTED = "REJECTED"
 
 
+class RolloutTaskStatus(StrEnum):
+    """A rollout task is created PENDING; the deployment tool that executes it moves it on."""
+
+    PENDING = "PENDING"
+
+
 class Risk(StrEnum):
     LOW = "LOW"
     MEDIUM = "MEDIUM"

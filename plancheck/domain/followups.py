@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from plancheck.core.redact import error_line
+from plancheck.core.redact import named_error_line
 from plancheck.core.states import ApprovalStatus, FollowUpKind, RunStatus
 from plancheck.domain import risk
 from plancheck.store import catalog, issues, outbox, runs
@@ -111,5 +111,5 @@ def _apply(conn: Connection, due: Sequence[outbox.FollowUp]) -> int:
                 follow_up.kind,
                 follow_up.plan_id,
             )
-            outbox.back_off(conn, follow_up.id, f"{type(exc).__name__}: {error_line(exc)}")
+            outbox.back_off(conn, follow_up.id, named_error_line(exc))
     return delivered

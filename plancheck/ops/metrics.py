@@ -22,6 +22,7 @@ from plancheck.core.conninfo import password_forms
 from plancheck.core.redact import error_line
 from plancheck.store import beats
 from plancheck.store import metrics as queries
+from plancheck.store.db import probe_engine
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def serve(database_url: str, host: str, port: int) -> None:
     """Serve /metrics on host:port until SIGINT or SIGTERM."""
     # Give up before Prometheus' default 10 s scrape timeout: a slow database then shows as
     # plancheck_database_up 0 rather than as a timed-out scrape.
-    engine = queries.probe_engine(database_url, timeout=8)
+    engine = probe_engine(database_url, timeout=8)
     server, thread = start_http_server(port, addr=host, registry=registry_for(engine))
     # As PID 1 in a container SIGTERM would otherwise be ignored.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -12,10 +12,10 @@ from typing import Any
 
 from celery import Celery
 from kombu import Connection as BrokerConnection
-from sqlalchemy.exc import DBAPIError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
 from plancheck.core.conninfo import display_url
-from plancheck.core.redact import error_line, url_secrets
+from plancheck.core.redact import named_error_line, url_secrets
 from plancheck.core.settings import Settings
 from plancheck.store import beats, db
 from plancheck.store import metrics as queries
@@ -43,16 +43,14 @@ class Health:
 
 def _error(exc: BaseException, *urls: str) -> str:
     """One line naming the error, with the passwords of `urls` (and of any URL in it) masked."""
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        exc = exc.orig
     secrets = [secret for url in urls for secret in url_secrets(url)]
-    return f"{type(exc).__name__}: {error_line(exc, *secrets)}"[:300]
+    return named_error_line(exc, *secrets)[:300]
 
 
 def check_database(settings: Settings, timeout: float) -> Check:
     url = settings.database_url
     try:
-        current = db.current_revision(url, queries.probe_engine(url, max(1, round(timeout))))
+        current = db.current_revision(url, db.probe_engine(url, max(1, round(timeout))))
         head = db.head_revision(url)
     except SQLAlchemyError as exc:
         return Check("database", False, f"unreachable: {display_url(url)} ({_error(exc, url)})")
@@ -126,7 +124,7 @@ def check_backlog(backlog: queries.Backlog) -> Check:
 def _database_checks(settings: Settings, timeout: float) -> list[Check]:
     url = settings.database_url
     try:
-        with queries.probe_engine(url, max(1, round(timeout))).connect() as conn:
+        with db.probe_engine(url, max(1, round(timeout))).connect() as conn:
             backlog = queries.backlog(conn)
             try:
                 with conn.begin_nested():

@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from plancheck.core.settings import load_settings
 from plancheck.store import beats
-from plancheck.store.metrics import probe_engine
+from plancheck.store.db import probe_engine
 
 log = logging.getLogger(__name__)
 

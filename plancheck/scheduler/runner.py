@@ -24,7 +24,7 @@ from plancheck.checks.check import CheckStopped, check_target
 from plancheck.checks.limits import CheckLimits
 from plancheck.checks.result import CheckResult, CheckType, Status
 from plancheck.core.logs import state_change
-from plancheck.core.redact import redact_urls
+from plancheck.core.redact import named_error_line
 from plancheck.core.settings import Settings
 from plancheck.core.states import RunStatus
 from plancheck.domain.targets import Item, RunAbort, Work, check_limits, load_chunk, load_work
@@ -108,7 +108,7 @@ def execute(run_id: int, token: str, worker: str, settings: Settings) -> Outcome
     with engine.begin() as conn:
         started = runs.start(conn, run_id, token, worker, settings.lease_seconds)
     if started is None:
-        state_change("ignored", run_id, worker=worker, reason="duplicate or stale delivery")
+        state_change(Delivery.IGNORED, run_id, worker=worker, reason="duplicate or stale delivery")
         return Outcome(Delivery.IGNORED)
     execution = Execution(engine, settings, worker, started.id, started.plan_id, str(started.token), started.attempt)
     execution.log("started")
@@ -242,7 +242,7 @@ def _discard(execution: Execution) -> Outcome:
 
 
 def _internal_error(exc: Exception) -> str:
-    return f"internal error: {type(exc).__name__}: {redact_urls(str(exc))}"
+    return f"internal error: {named_error_line(exc)}"
 
 
 def claim_work(engine: Engine, settings: Settings) -> claims.Claims:

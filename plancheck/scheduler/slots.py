@@ -20,6 +20,7 @@ from typing import Any
 from celery import bootsteps
 from sqlalchemy.exc import SQLAlchemyError
 
+from plancheck.core.redact import named_error_line
 from plancheck.core.settings import Settings, load_settings
 from plancheck.scheduler.ownership import mark_queue
 from plancheck.scheduler.tasks import claim_now
@@ -83,7 +84,7 @@ class WorkerSlots(bootsteps.StartStopStep):
                     claim_now(settings)
                     claimed = True
             except Exception as exc:  # the database or broker is away (or the queue was taken): next period
-                log.warning("worker %s: could not record its slots (%s: %.200s)", name, type(exc).__name__, exc)
+                log.warning("worker %s: could not record its slots (%.300s)", name, named_error_line(exc))
             if self._stop.wait(settings.heartbeat_seconds):
                 return
 

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from plancheck.api import MAX_PAGE
 from plancheck.api.access import Scope
 from plancheck.api.present import json_text
+from plancheck.core.states import RunStatus
 from plancheck.server.auth import GrantDep, api_of, authorize
 
 MAX_WAIT_SECONDS = 60.0
@@ -120,7 +121,7 @@ def rerun(plan_id: PlanId, grant: GrantDep, request: Request) -> Requeued:
     """Run the plan's checks again (a run in progress is superseded). Needs submit scope."""
     authorize(request, grant, Scope.SUBMIT, plan_id=plan_id)
     api_of(request).rerun(plan_id)
-    return Requeued(plan_id=plan_id, status="AVAILABLE")
+    return Requeued(plan_id=plan_id, status=RunStatus.AVAILABLE)
 
 
 @router.post("/plans/{plan_id}/cancel", response_model=Canceled)

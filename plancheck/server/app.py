@@ -88,7 +88,7 @@ def create_app(api: Plancheck | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.api = api
-    app.state.sessions = Sessions(secret_source(api))
+    app.state.sessions = Sessions(secret_source(api), api.settings.session_seconds)
     app.state.watcher = FinishWatcher(api.progress, LONG_POLL_INTERVAL)
     app.state.server_metrics = _server_metrics(app.state.watcher)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes(api.settings.max_sql_bytes))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,14 +21,10 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from plancheck.api import Plancheck
 from plancheck.api.access import Grant, Scope
 from plancheck.core.errors import Forbidden, PlancheckError, Unauthorized
-from plancheck.core.settings import SettingsError
 
 log = logging.getLogger("plancheck.server.auth")
 
 SESSION_COOKIE = "plancheck_session"
-SESSION_SECONDS = 8 * 3600
-SECRET_VARIABLE = "PLANCHECK_API_SECRET"
-MIN_SECRET_CHARS = 32
 
 
 def api_of(request: Request) -> Plancheck:
@@ -77,8 +72,9 @@ class Session:
 class Sessions:
     """Issues and reads the page session cookie; the signing key comes from `secret_source` on first use."""
 
-    def __init__(self, secret_source: Callable[[], str]) -> None:
+    def __init__(self, secret_source: Callable[[], str], max_age: int) -> None:
         self._secret_source = secret_source
+        self.max_age = max_age
 
     @cached_property
     def _serializer(self) -> URLSafeTimedSerializer:
@@ -93,17 +89,15 @@ class Sessions:
         if not value:
             return None
         try:
-            data = self._serializer.loads(value, max_age=SESSION_SECONDS)
+            data = self._serializer.loads(value, max_age=self.max_age)
             return Session(int(data["t"]), str(data["c"]))
         except (BadSignature, KeyError, TypeError, ValueError):
             return None
 
 
 def secret_source(api: Plancheck) -> Callable[[], str]:
-    """PLANCHECK_API_SECRET when set (at least 32 characters), else the key stored in the metadata database."""
-    configured = os.environ.get(SECRET_VARIABLE, "")
-    if configured and len(configured) < MIN_SECRET_CHARS:
-        raise SettingsError(f"{SECRET_VARIABLE} must be at least {MIN_SECRET_CHARS} characters")
+    """PLANCHECK_API_SECRET when set, else the key stored in the metadata database."""
+    configured = api.settings.api_secret
     return (lambda: configured) if configured else api.session_secret
 
 

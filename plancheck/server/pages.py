@@ -27,7 +27,6 @@ from plancheck.server import views
 from plancheck.server.api_v1 import PLAN_ID_MAX, PlanId
 from plancheck.server.auth import (
     SESSION_COOKIE,
-    SESSION_SECONDS,
     Session,
     api_of,
     authorize,
@@ -127,7 +126,7 @@ async def login(request: Request) -> Response:
         return render(request, "login.html", 401, next=target, error=str(exc), grant=None)
     value, _ = request.app.state.sessions.issue(grant)
     response = _redirect(target)
-    response.set_cookie(SESSION_COOKIE, value, max_age=SESSION_SECONDS, **cookie_flags(request))
+    response.set_cookie(SESSION_COOKIE, value, max_age=request.app.state.sessions.max_age, **cookie_flags(request))
     return response
 
 

@@ -37,6 +37,26 @@ def engine_for(url: str) -> Engine:
     return _engine(url, os.getpid())
 
 
+@cache
+def _probe_engine(url: str, pid: int, timeout: int) -> Engine:
+    return create_metadata_engine(
+        url,
+        pool_size=1,
+        max_overflow=2,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": timeout, "options": f"-c statement_timeout={timeout * 1000}"},
+    )
+
+
+def probe_engine(url: str, timeout: int = 3) -> Engine:
+    """An engine whose connects and statements give up within `timeout` seconds.
+
+    Scrapes, `plancheck status` and beat heartbeats must report an unreachable database, not hang
+    on it; one engine per process so a fork never shares sockets.
+    """
+    return _probe_engine(url, os.getpid(), timeout)
+
+
 def migrations_dir() -> Path:
     """The Alembic migrations: the repository's top-level alembic/, which a wheel ships as
     plancheck/migrations (pyproject.toml), so an installed plancheck migrates from any directory."""

@@ -8,14 +8,11 @@ plan_check_run.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from functools import cache
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, text
 
 from plancheck.core.states import FINISHING_OUTCOMES, AttemptOutcome, RunStatus, sql_list
-from plancheck.store.db import create_metadata_engine
 
 # Upper bounds (seconds) of the latency histograms: milliseconds for claim-to-start (the dispatch
 # path), up to an hour for a large plan's checks.
@@ -65,26 +62,6 @@ class AttemptTotals:
     reaped: int
     claim_to_start: Histogram
     start_to_finish: Histogram
-
-
-@cache
-def _probe_engine(url: str, pid: int, timeout: int) -> Engine:
-    return create_metadata_engine(
-        url,
-        pool_size=1,
-        max_overflow=2,
-        pool_pre_ping=True,
-        connect_args={"connect_timeout": timeout, "options": f"-c statement_timeout={timeout * 1000}"},
-    )
-
-
-def probe_engine(url: str, timeout: int = 3) -> Engine:
-    """An engine whose connects and statements give up within `timeout` seconds.
-
-    Scrapes, `plancheck status` and beat heartbeats must report an unreachable database, not hang
-    on it; one engine per process so a fork never shares sockets.
-    """
-    return _probe_engine(url, os.getpid(), timeout)
 
 
 _RUNS_BY_STATUS = text("SELECT status, count(*) AS n FROM plan_check_run GROUP BY status")

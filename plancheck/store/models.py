@@ -33,6 +33,7 @@ from plancheck.core.states import (
     FollowUpKind,
     IssueStatus,
     Risk,
+    RolloutTaskStatus,
     RunStatus,
     sql_list,
 )
@@ -180,7 +181,7 @@ class PlanCheckChunk(Base):
     run_token: Mapped[uuid.UUID] = mapped_column(UUID)
     chunk: Mapped[int] = mapped_column(Integer)
     targets: Mapped[list[Any]] = mapped_column()
-    status: Mapped[str] = mapped_column(Text, server_default=text("'AVAILABLE'"))
+    status: Mapped[str] = mapped_column(Text, server_default=text(f"'{ChunkStatus.AVAILABLE}'"))
     token: Mapped[uuid.UUID] = mapped_column(UUID, server_default=text("gen_random_uuid()"))
     attempt: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     worker: Mapped[str | None] = mapped_column(Text)
@@ -264,7 +265,7 @@ class RolloutTask(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     rollout_id: Mapped[int] = mapped_column(ForeignKey("rollout.id", ondelete="CASCADE"))
     target: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(Text, server_default=text("'PENDING'"))
+    status: Mapped[str] = mapped_column(Text, server_default=text(f"'{RolloutTaskStatus.PENDING}'"))
     __table_args__ = (UniqueConstraint("rollout_id", "target"),)
 
 

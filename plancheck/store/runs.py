@@ -350,7 +350,7 @@ def get(conn: Connection, plan_id: int) -> RunView | None:
         return None
     fields = row._asdict()
     token = fields.pop("token")
-    if row.fanned_out and row.status == "RUNNING":
+    if row.fanned_out and row.status == RunStatus.RUNNING:
         in_flight = conn.execute(_CHUNKS_IN_FLIGHT, {"run_id": row.id, "token": token}).one()
         results = [*row.result.get("results", []), *in_flight.results]
         fields["result"] = {**row.result, "results": results}

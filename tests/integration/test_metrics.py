@@ -17,7 +17,8 @@ from plancheck.devtools.embedded import free_port
 from plancheck.ops.metrics import registry_for
 from plancheck.store import metrics as queries
 from plancheck.store import runs
-from plancheck.store.metrics import HISTOGRAM_BOUNDS, probe_engine
+from plancheck.store.db import probe_engine
+from plancheck.store.metrics import HISTOGRAM_BOUNDS
 from tests.integration.helpers import claim_directly
 from tests.processes import REPO_ROOT, wait_for
 

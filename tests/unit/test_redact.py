@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from plancheck.core.redact import MASK, redact, redact_urls, url_secrets
+from plancheck.core.redact import MASK, named_error_line, redact, redact_urls, url_secrets
 
 NEEDLE = "S3cr3t-Needle-42"
 
@@ -41,3 +41,14 @@ def test_url_secrets_gives_raw_and_decoded_password() -> None:
 def test_url_secrets_without_password() -> None:
     assert url_secrets("postgresql://root@127.0.0.1/test") == ()
     assert url_secrets("not a url") == ()
+
+
+def test_named_error_line_names_the_driver_error_and_masks_its_first_line() -> None:
+    class DriverError(Exception):
+        pass
+
+    class WrapperError(Exception):
+        orig = DriverError("connect to postgresql://u:s3cr%40t@h/db failed\nDETAIL: password s3cr@t")
+
+    assert named_error_line(WrapperError("ignored")) == "DriverError: connect to postgresql://u:***@h/db failed"
+    assert named_error_line(ValueError(), "x") == "ValueError: ValueError"

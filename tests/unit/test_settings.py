@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from plancheck.core.settings import (
@@ -201,3 +203,22 @@ def test_check_limits_follow_the_settings() -> None:
         )
     )
     assert (limits.statement_timeout_ms, limits.idle_connections, limits.review_max_bytes) == (300, 0, 4096)
+
+
+def test_a_short_api_secret_is_refused_without_being_shown() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({"PLANCHECK_API_SECRET": "short-Needle"})
+    assert str(error.value) == "PLANCHECK_API_SECRET must be at least 32 characters"
+    secret = "s" * 32
+    settings = load_settings({"PLANCHECK_API_SECRET": secret, "PLANCHECK_SESSION_SECONDS": "60"})
+    assert settings.api_secret == secret and settings.session_seconds == 60 and secret not in repr(settings)
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    from plancheck.core.settings import Settings
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    rows = {line.split("|")[1].strip() for line in readme.splitlines() if line.startswith("| `PLANCHECK_")}
+    documented = {name.strip(" `") for row in rows for name in row.split(",")}
+    missing = {field.alias for field in Settings.model_fields.values()} - documented
+    assert not missing, f"settings without a README row: {sorted(missing)}"
