@@ -42,14 +42,18 @@ def _loaded_after(statement: str, tmp_path: Path) -> set[str]:
     return set(json.loads(done.stdout))
 
 
+def _folders(root: Path, name: str) -> set[str]:
+    """`root` and its folders as dotted package names under `name`, bytecode caches aside."""
+    folders = [root, *(path for path in root.rglob("*") if path.is_dir() and "__pycache__" not in path.parts)]
+    return {".".join((name, *folder.relative_to(root).parts)) for folder in folders}
+
+
 def test_the_wheel_lists_every_package_of_the_tree() -> None:
-    """pyproject.toml names the packages (alembic/ is mapped in as plancheck.migrations), so a new
-    package must be added there, or an installed plancheck would lack it."""
+    """pyproject.toml names the packages, folders of data files included (alembic/ is mapped in as
+    plancheck.migrations), so a new folder must be added there, or an installed plancheck would lack it."""
     config = _pyproject()["tool"]["setuptools"]
-    found = {
-        ".".join(path.parent.relative_to(REPO_ROOT).parts) for path in (REPO_ROOT / "plancheck").rglob("__init__.py")
-    }
-    assert set(config["packages"]) == found | {"plancheck.migrations"}
+    found = _folders(REPO_ROOT / "plancheck", "plancheck") | _folders(REPO_ROOT / "alembic", "plancheck.migrations")
+    assert set(config["packages"]) == found
     assert config["package-dir"] == {"plancheck.migrations": "alembic"}
     assert config["py-modules"] == ["celeryconfig"]
 
