@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from plancheck.api import Checks, Plancheck
+from plancheck.core.errors import Unauthorized
 from plancheck.store.db import head_revision
 from tests.integration.helpers import make_target
 from tests.processes import REPO_ROOT, Cluster
@@ -115,6 +116,42 @@ def test_catalog_commands(plancheck_env: dict[str, str], target: str, api: Planc
 
     assert ok_json(plancheck_env, "project", "archive", "other") == {"key": "other", "archived": True}
     assert_one_line_error(cli(plancheck_env, "project", "create", "shop"), "already exists")
+
+
+def test_token_commands(plancheck_env: dict[str, str], api: Plancheck) -> None:
+    """`token create` prints the token once on stdout (only its hash is stored), `token list` never shows
+    it, `token revoke` makes it useless at once; bad scopes, lifetimes, projects and names are one line."""
+    ok(plancheck_env, "project", "create", "shop")
+    created = cli(plancheck_env, "token", "create", "ci", "--scope", "submit", "--project", "shop", "--expires", "90d")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert token.startswith("pct_") and "\n" not in token
+    assert "shown only this once" in created.stderr and token not in created.stderr
+    grant = api.authenticate(token)
+    assert (grant.scope, grant.project) == ("submit", "shop")
+    with api.engine.connect() as conn:
+        stored = " ".join(str(value) for row in conn.execute(text("SELECT * FROM api_token")) for value in row)
+    secret = token.split("_", 2)[2]  # pct_<key id>_<secret>
+    assert secret not in stored and token not in stored
+    listed = cli(plancheck_env, "token", "list")
+    assert listed.returncode == 0 and "ci" in listed.stdout and secret not in listed.stdout
+    [row] = ok_json(plancheck_env, "token", "list")["tokens"]
+    assert (row["name"], row["scope"], row["project"], row["state"]) == ("ci", "submit", "shop", "active")
+    assert secret not in json.dumps(row)
+    assert_one_line_error(cli(plancheck_env, "token", "create", "ci", "--scope", "read"), "ci")
+    ok(plancheck_env, "token", "revoke", "ci")
+    with pytest.raises(Unauthorized):
+        api.authenticate(token)
+    assert ok_json(plancheck_env, "token", "list")["tokens"][0]["state"] == "revoked"
+    assert_one_line_error(cli(plancheck_env, "token", "revoke", "ci"), "ci")
+    for args, fragment in [
+        (("--scope", "root"), "scope"),
+        (("--scope", "read", "--expires", "soon"), "soon"),
+        (("--scope", "read", "--expires", "0d"), "0d"),
+        (("--scope", "read", "--project", "nope"), "nope"),
+    ]:
+        assert_one_line_error(cli(plancheck_env, "token", "create", "bad", *args), fragment)
+    assert len(ok_json(plancheck_env, "token", "list")["tokens"]) == 1
 
 
 # -- plans end to end -----------------------------------------------------------------------------
