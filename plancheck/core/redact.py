@@ -33,18 +33,21 @@ def redact(text: str, *secrets: str) -> str:
     return redact_urls(text)
 
 
+def _speaking(error: BaseException) -> BaseException:
+    """The error whose text and type tell what went wrong: a SQLAlchemy error's driver error."""
+    orig = getattr(error, "orig", None)
+    return orig if isinstance(orig, BaseException) else error
+
+
 def error_line(error: BaseException, *secrets: str) -> str:
     """The first line of an error's text (its type name if it has none), redacted: what may leave a
-    target or metadata call. A SQLAlchemy error speaks for its driver error."""
-    orig = getattr(error, "orig", None)
-    if isinstance(orig, BaseException):
-        error = orig
+    target or metadata call."""
+    error = _speaking(error)
     lines = str(error).strip().splitlines()
     return redact(lines[0] if lines else type(error).__name__, *secrets)
 
 
 def named_error_line(error: BaseException, *secrets: str) -> str:
     """`Type: first line`, redacted, for stored reasons and logs where the error's kind matters."""
-    orig = getattr(error, "orig", None)
-    named = orig if isinstance(orig, BaseException) else error
-    return f"{type(named).__name__}: {error_line(error, *secrets)}"
+    error = _speaking(error)
+    return f"{type(error).__name__}: {error_line(error, *secrets)}"
